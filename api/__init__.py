@@ -1,0 +1,1 @@
+"""The edges of ragtune: Settings, wiring, HTTP routers, CLI and web page."""

@@ -1,0 +1,191 @@
+"""The `ragtune` command line: serve, collections, ingest, search, models.
+
+Domain errors are translated here, once, into a message on stderr and an exit code
+(1: the work partly failed, 2: bad input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ingest.errors import IngestError
+from retrieval.errors import RetrievalError
+
+from .settings import Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _services(settings: Settings) -> Any:
+    from .services import Services
+
+    return Services(settings)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from .app import create_app
+
+    settings = settings.model_copy(update={"host": args.host or settings.host,
+                                           "port": args.port or settings.port})
+    Settings.model_validate(settings.model_dump())  # re-check host safety
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def cmd_collections(args: argparse.Namespace, settings: Settings) -> int:
+    svc = _services(settings)
+    if args.action == "create":
+        coll = svc.create_collection(args.name, args.chunk_size, args.chunk_overlap)
+        print(f"created {coll.name} (chunk_size={coll.config.chunk_size}, "
+              f"overlap={coll.config.chunk_overlap})")
+    elif args.action == "delete":
+        svc.catalog.delete(args.name)
+        print(f"deleted {args.name}")
+    else:
+        for name in svc.catalog.names():
+            coll = svc.catalog.get(name)
+            stats = coll.stats()
+            print(f"{name}\t{stats['documents']} documents\t{stats['chunks']} chunks")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from ingest.loaders import count_files
+
+    svc = _services(settings)
+    if not svc.catalog.exists(args.collection):
+        svc.create_collection(args.collection, args.chunk_size, args.chunk_overlap)
+    metadata = json.loads(args.metadata) if args.metadata else None
+    paths = [Path(p) for p in args.paths]
+    start, chunks, failures = time.perf_counter(), 0, []
+    with tqdm(total=count_files(paths), unit="doc", disable=args.quiet) as bar:
+        def on_result(result: Any) -> None:
+            nonlocal chunks
+            chunks += result.chunks
+            if result.error:
+                failures.append(result)
+            bar.update(1)
+            bar.total = max(bar.total or 0, bar.n)
+            elapsed = time.perf_counter() - start
+            bar.set_postfix(chunks=chunks, chunks_s=f"{chunks / elapsed:.0f}",
+                            errors=len(failures))
+
+        report = svc.ingest_paths(args.collection, paths, metadata, on_result)
+    summary = report.summary()
+    print(f"{args.collection}: {summary['added']} added, {summary['replaced']} replaced, "
+          f"{summary['unchanged']} unchanged, {summary['failed']} failed; "
+          f"{summary['chunks_added']} chunks in {summary['seconds']:.1f}s "
+          f"({summary['chunks_per_s']} chunks/s)")
+    for r in report.results:
+        for w in r.warnings:
+            print(f"  warning: {r.source}: {w}")
+    for f in failures:
+        print(f"  error: {f.source}: {f.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(summary))
+    svc.close()
+    return 1 if failures else 0
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from retrieval.types import SearchFilter
+
+    svc = _services(settings)
+    flt = SearchFilter(source=args.source, doc_id=args.doc_id)
+    hits = svc.search(args.collection, args.query, args.k, flt)
+    if args.json:
+        print(json.dumps({"hits": [h.__dict__ for h in hits]}, indent=2))
+        return 0
+    for i, h in enumerate(hits, 1):
+        page = f" p.{h.page}" if h.page else ""
+        text = " ".join(h.text.split())
+        print(f"{i}. {h.score:.3f}  {h.source}{page}\n   {text[:300]}")
+    if not hits:
+        print("no results")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    svc = _services(settings)
+    emb = svc.embedder
+    print(f"embedder ready: {emb.name} (dim {emb.dim})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ragtune", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve the HTTP API and web page")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(func=cmd_serve)
+
+    c = sub.add_parser("collections", help="list, create or delete collections")
+    c.add_argument("action", nargs="?", default="list", choices=["list", "create", "delete"])
+    c.add_argument("name", nargs="?")
+    c.add_argument("--chunk-size", type=int)
+    c.add_argument("--chunk-overlap", type=int)
+    c.set_defaults(func=cmd_collections)
+
+    i = sub.add_parser("ingest", help="ingest files, directories or .zip archives")
+    i.add_argument("paths", nargs="+")
+    i.add_argument("-c", "--collection", required=True)
+    i.add_argument("--chunk-size", type=int, help="for a new collection (tokens)")
+    i.add_argument("--chunk-overlap", type=int, help="for a new collection (tokens)")
+    i.add_argument("--metadata", help="JSON object stored on every document")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
+    i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    i.set_defaults(func=cmd_ingest)
+
+    q = sub.add_parser("search", help="search a collection")
+    q.add_argument("query")
+    q.add_argument("-c", "--collection", required=True)
+    q.add_argument("-k", type=int, default=5)
+    q.add_argument("--source")
+    q.add_argument("--doc-id")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_search)
+
+    m = sub.add_parser("models", help="prepare or list models")
+    m.add_argument("action", nargs="?", default="prepare", choices=["prepare"])
+    m.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "collections" and args.action != "list" and not args.name:
+        print("ragtune: error: collections create/delete needs a NAME", file=sys.stderr)
+        return 2
+    try:
+        settings = Settings()
+        return int(args.func(args, settings))
+    except (RetrievalError, IngestError, ValueError) as exc:
+        print(f"ragtune: error: {_message(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ragtune: interrupted", file=sys.stderr)
+        return 130
+
+
+def _message(exc: Exception) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):  # pydantic ValidationError from Settings
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+                         for e in errors())
+    return str(exc)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Domain errors translated once into HTTP status codes and JSON bodies a person can act on."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ingest.errors import IngestError, UnsupportedFileType
+from retrieval.errors import (
+    CollectionExists,
+    CollectionNotFound,
+    DocumentNotFound,
+    EmbedderMismatch,
+    InvalidName,
+)
+
+
+class UploadTooLarge(Exception):
+    def __init__(self, source: str, limit_mb: float) -> None:
+        super().__init__(f"{source!r} is larger than the {limit_mb:g} MB limit per file "
+                         "(RAGTUNE_MAX_UPLOAD_MB)")
+
+
+class BadRequest(Exception):
+    """A request that is well-formed JSON/multipart but makes no sense (422)."""
+
+
+class NotFound(Exception):
+    """A resource that is not there (404)."""
+
+
+STATUS: list[tuple[type[Exception], int, str]] = [
+    (CollectionNotFound, 404, "not_found"),
+    (DocumentNotFound, 404, "not_found"),
+    (NotFound, 404, "not_found"),
+    (CollectionExists, 409, "conflict"),
+    (EmbedderMismatch, 409, "embedder_mismatch"),
+    (UploadTooLarge, 413, "too_large"),
+    (UnsupportedFileType, 415, "unsupported_type"),
+    (InvalidName, 422, "invalid"),
+    (BadRequest, 422, "invalid"),
+    (IngestError, 422, "ingest_error"),
+    (ValueError, 422, "invalid"),
+]
+
+
+def _body(status: int, error: str, message: str, **extra: object) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": error, "detail": message, **extra})
+
+
+def install(app: FastAPI) -> None:
+    for exc_type, status, name in STATUS:
+        def handler(_: Request, exc: Exception, status: int = status,
+                    name: str = name) -> JSONResponse:
+            return _body(status, name, str(exc))
+
+        app.add_exception_handler(exc_type, handler)
+
+    @app.exception_handler(RequestValidationError)
+    def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(x) for x in e['loc'] if x != 'body')}: {e['msg']}"
+                 for e in exc.errors()]
+        return _body(422, "invalid", "; ".join(parts), errors=_jsonable(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _body(exc.status_code, "http_error", str(exc.detail))
+
+
+def _jsonable(errors: object) -> object:
+    import json
+
+    return json.loads(json.dumps(errors, default=str))

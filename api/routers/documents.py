@@ -1,0 +1,106 @@
+"""/v1/collections/{name}/documents: upload (as a background job), list, get, delete."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import PurePath
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+
+from ingest.loaders import check_supported
+from retrieval.errors import DocumentNotFound
+from retrieval.types import DocumentRecord
+
+from ..deps import ServicesDep
+from ..errors import BadRequest, UploadTooLarge
+from ..schemas import DocumentList, DocumentOut, JobOut
+from .jobs import job_out
+
+router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
+
+
+def document_out(doc: DocumentRecord) -> DocumentOut:
+    return DocumentOut(doc_id=doc.doc_id, source=doc.source, format=doc.format,
+                       size_bytes=doc.size_bytes, n_chunks=doc.n_chunks, metadata=doc.metadata,
+                       warnings=doc.warnings, created_at=doc.created_at)
+
+
+def _parse_metadata(raw: str | None) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"metadata must be a JSON object: {exc}") from exc
+    if not isinstance(value, dict) or not all(
+            isinstance(v, str | int | float | bool) for v in value.values()):
+        raise BadRequest('metadata must be a JSON object of scalar values, e.g. {"team": "ops"}')
+    return value
+
+
+def _check_files(files: list[UploadFile], limit_bytes: int, limit_mb: float,
+                 max_files: int) -> list[str]:
+    if len(files) > max_files:
+        raise BadRequest(f"{len(files)} files in one upload; the limit is {max_files}")
+    names: list[str] = []
+    for f in files:
+        name = PurePath((f.filename or "").replace("\\", "/")).name
+        if not name or name.startswith("."):
+            raise BadRequest(f"file name {f.filename!r} is empty or hidden")
+        if name in names:
+            raise BadRequest(f"file name {name!r} appears twice in one upload")
+        check_supported(name)
+        if f.size is not None and f.size > limit_bytes:
+            raise UploadTooLarge(name, limit_mb)
+        names.append(name)
+    return names
+
+
+@router.post("", status_code=202, response_model=JobOut)
+def upload_documents(name: str, services: ServicesDep,
+                     files: Annotated[list[UploadFile], File(description="files to ingest")],
+                     metadata: Annotated[str | None, Form(description="JSON object")] = None,
+                     ) -> JobOut:
+    services.collection(name)
+    settings = services.settings
+    names = _check_files(files, settings.max_upload_bytes, settings.max_upload_mb,
+                         settings.max_files_per_upload)
+    meta = _parse_metadata(metadata)
+    worker = services.ingest_worker
+    job_id, folder = worker.new_job_dir()
+    try:
+        for f, fname in zip(files, names, strict=True):
+            with open(folder / fname, "wb") as out:
+                shutil.copyfileobj(f.file, out, length=1024 * 1024)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return job_out(worker.submit(job_id, name, names, meta))
+
+
+@router.get("", response_model=DocumentList)
+def list_documents(name: str, services: ServicesDep, limit: int = 100,
+                   offset: int = 0) -> DocumentList:
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise BadRequest("limit must be 1..1000 and offset >= 0")
+    coll = services.catalog.get(name)
+    docs = coll.documents(limit, offset)
+    return DocumentList(documents=[document_out(d) for d in docs],
+                        total=coll.stats()["documents"])
+
+
+@router.get("/{doc_id}", response_model=DocumentOut)
+def get_document(name: str, doc_id: str, services: ServicesDep) -> DocumentOut:
+    doc = services.catalog.get(name).document(doc_id)
+    if doc is None:
+        raise DocumentNotFound(name, doc_id)
+    return document_out(doc)
+
+
+@router.delete("/{doc_id}", status_code=204)
+def delete_document(name: str, doc_id: str, services: ServicesDep) -> Response:
+    if not services.catalog.get(name).delete_document(doc_id):
+        raise DocumentNotFound(name, doc_id)
+    return Response(status_code=204)

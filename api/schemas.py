@@ -1,0 +1,88 @@
+"""Request and response models of the HTTP API (never internal objects)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+Scalar = str | int | float | bool
+
+
+class CollectionCreate(BaseModel):
+    name: str = Field(..., examples=["handbook"])
+    chunk_size: int | None = Field(None, ge=16, le=8192, description="tokens per chunk")
+    chunk_overlap: int | None = Field(None, ge=0, description="tokens shared by neighbours")
+
+
+class CollectionOut(BaseModel):
+    name: str
+    chunk_size: int
+    chunk_overlap: int
+    embedder: str
+    dim: int
+    documents: int
+    chunks: int
+    created_at: str
+
+
+class DocumentOut(BaseModel):
+    doc_id: str
+    source: str
+    format: str
+    size_bytes: int
+    n_chunks: int
+    metadata: dict[str, Any]
+    warnings: list[str]
+    created_at: str
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+    total: int
+
+
+class FileError(BaseModel):
+    source: str
+    reason: str
+
+
+class JobOut(BaseModel):
+    job_id: str
+    collection: str
+    state: str = Field(..., description="queued | running | succeeded | failed | interrupted")
+    files_total: int
+    files_done: int
+    chunks_added: int
+    errors: list[FileError]
+    results: dict[str, Any]
+    note: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+
+
+class SearchFilterIn(BaseModel):
+    source: str | None = None
+    doc_id: str | None = None
+    metadata: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(..., min_length=1, max_length=10_000)
+    k: int = Field(5, ge=1, le=100)
+    filter: SearchFilterIn | None = None
+
+
+class HitOut(BaseModel):
+    chunk_id: int
+    doc_id: str
+    source: str
+    page: int | None
+    text: str
+    score: float
+    metadata: dict[str, Any]
+
+
+class SearchResponse(BaseModel):
+    hits: list[HitOut]

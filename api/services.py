@@ -1,0 +1,91 @@
+"""Wiring: turns Settings into the long-lived objects the edges use (catalog, embedder, workers).
+
+Heavy models load lazily, once per process, on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ingest.chunking import Chunker, ChunkingConfig
+from ingest.jobs import IngestWorker, Job
+from ingest.loaders import ArchiveLimits, iter_documents
+from ingest.pipeline import FileResult, IngestPipeline, IngestReport
+from retrieval.catalog import Catalog
+from retrieval.collection import Collection, CollectionConfig
+from retrieval.embedder import Embedder, SentenceTransformerEmbedder
+from retrieval.errors import EmbedderMismatch
+from retrieval.types import Hit, SearchFilter
+
+from .settings import Settings
+
+
+class Services:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(settings.data_dir, use_gpu=settings.faiss_gpu)
+        self._embedder = embedder
+        self._lock = threading.Lock()
+        self.ingest_worker = IngestWorker(settings.data_dir, self._run_job)
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = SentenceTransformerEmbedder(
+                    self.settings.embedder, device=self.settings.torch_device,
+                    batch_size=self.settings.embed_batch_size)
+            return self._embedder
+
+    @property
+    def archive_limits(self) -> ArchiveLimits:
+        return ArchiveLimits(max_entries=self.settings.zip_max_entries,
+                             max_total_bytes=int(self.settings.zip_max_mb * 1024 * 1024))
+
+    def create_collection(self, name: str, chunk_size: int | None = None,
+                          chunk_overlap: int | None = None) -> Collection:
+        emb = self.embedder
+        size = chunk_size if chunk_size is not None else self.settings.chunk_size
+        overlap = chunk_overlap if chunk_overlap is not None else min(
+            self.settings.chunk_overlap, size // 4)
+        return self.catalog.create(CollectionConfig(name=name, embedder=emb.name, dim=emb.dim,
+                                                    chunk_size=size, chunk_overlap=overlap))
+
+    def collection(self, name: str) -> Collection:
+        coll = self.catalog.get(name)
+        emb = self.embedder
+        if coll.config.embedder != emb.name or coll.config.dim != emb.dim:
+            raise EmbedderMismatch(
+                f"collection {name!r} was built with embedder {coll.config.embedder!r} "
+                f"(dim {coll.config.dim}) but ragtune is running {emb.name!r} (dim {emb.dim}); "
+                "set RAGTUNE_EMBEDDER back or re-ingest into a new collection")
+        return coll
+
+    def pipeline(self, coll: Collection, metadata: dict[str, Any] | None = None) -> IngestPipeline:
+        chunker = Chunker(ChunkingConfig(coll.config.chunk_size, coll.config.chunk_overlap),
+                          self.embedder.count_tokens)
+        return IngestPipeline(coll, self.embedder, chunker, extra_metadata=metadata)
+
+    def ingest_paths(self, name: str, paths: list[Path], metadata: dict[str, Any] | None = None,
+                     on_result: Callable[[FileResult], None] | None = None) -> IngestReport:
+        coll = self.collection(name)
+        items = iter_documents(paths, archive_limits=self.archive_limits)
+        return self.pipeline(coll, metadata).run(items, on_result=on_result)
+
+    def _run_job(self, job: Job, folder: Path,
+                 on_result: Callable[[FileResult], None]) -> IngestReport:
+        paths = [folder / f for f in job.files]
+        return self.ingest_paths(job.collection, paths, job.metadata, on_result)
+
+    def search(self, name: str, query: str, k: int,
+               flt: SearchFilter | None = None) -> list[Hit]:
+        coll = self.collection(name)
+        return coll.search(self.embedder.embed_batch([query]), k, flt)[0]
+
+    def close(self) -> None:
+        self.ingest_worker.stop()
+        self.catalog.close()

@@ -1,0 +1,53 @@
+"""The one Settings object: read from RAGTUNE_* environment variables or `.env`, checked at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RAGTUNE_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="where collections, jobs and models live")
+    host: str = Field("127.0.0.1", description="address `ragtune serve` binds to")
+    port: int = Field(8000, ge=1, le=65535, description="port `ragtune serve` listens on")
+    allow_remote: bool = Field(False, description="allow binding to a non-loopback address "
+                                                  "(the API has no authentication)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device for models")
+    embedder: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model directory,"
+                          " or all-MiniLM-L6-v2 for the packaged one")
+    embed_batch_size: int = Field(64, ge=1, le=4096, description="texts per embedding batch")
+    chunk_size: int = Field(256, ge=16, le=8192, description="default chunk size (tokens)")
+    chunk_overlap: int = Field(32, ge=0, description="default chunk overlap (tokens)")
+    max_upload_mb: float = Field(50.0, gt=0, description="largest accepted file in an upload")
+    max_files_per_upload: int = Field(1000, ge=1, description="files in one upload request")
+    zip_max_entries: int = Field(10_000, ge=1, description="most entries read from one .zip")
+    zip_max_mb: float = Field(1000.0, gt=0, description="most uncompressed bytes from one .zip")
+    use_faiss_gpu: Literal["auto", "yes", "no"] = Field("auto", description="copy indexes to GPU")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(f"RAGTUNE_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
+                             f"RAGTUNE_CHUNK_SIZE ({self.chunk_size})")
+        loopback = self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        if not loopback and not self.allow_remote:
+            raise ValueError(f"RAGTUNE_HOST={self.host} exposes an API without authentication; "
+                             "set RAGTUNE_ALLOW_REMOTE=true if that is intended")
+        return self
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def torch_device(self) -> str | None:
+        return None if self.device == "auto" else self.device
+
+    @property
+    def faiss_gpu(self) -> bool | None:
+        return {"auto": None, "yes": True, "no": False}[self.use_faiss_gpu]

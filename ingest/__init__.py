@@ -1,0 +1,1 @@
+"""Ingest: files → pages → chunks → embeddings, committed to a collection's store."""

@@ -1,0 +1,405 @@
+"""Turn files into LoadedDocuments: PDF, plain text, Markdown, HTML, BEIR-style JSONL and .zip.
+
+`load_bytes` reads one file's bytes and raises a domain error; `iter_documents` walks files and
+folders and never raises for a bad file, yielding a FileFailure with a reason a person can act on.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import charset_normalizer
+import pypdf
+from bs4 import BeautifulSoup
+from pypdf.errors import DependencyError
+
+from ingest.archive import (
+    ArchiveLimits,
+    count_members,
+    gunzip,
+    iter_members,
+    load_jsonl,
+    short_message,
+)
+from ingest.errors import DocumentLoadError, UnsupportedFileType
+from ingest.types import FileFailure, LoadedDocument, Page
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "ArchiveLimits",
+    "check_supported",
+    "count_files",
+    "iter_bytes",
+    "iter_documents",
+    "load_bytes",
+]
+
+SUPPORTED_EXTENSIONS: tuple[str, ...] = (
+    ".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".zip", ".jsonl", ".jsonl.gz",
+)  # fmt: skip
+
+_DEFAULT_LIMITS = ArchiveLimits()
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16: the UTF-32 LE BOM starts with the UTF-16 one
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+_EXTRA_BLANK_LINES = re.compile(r"\n(?:[ \t\f\v]*\n){2,}")
+_SPACES = re.compile(r"[^\S\n]+")
+_MD_HEADING = re.compile(r" {0,3}#[ \t]+(.+?)[ \t#]*")
+_HIDDEN_HTML = ["script", "style", "noscript", "template", "title"]
+_HTML_BLOCKS = [
+    "address", "article", "aside", "blockquote", "caption", "dd", "details", "div", "dl", "dt",
+    "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
+    "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody",
+    "tfoot", "thead", "tr", "ul",
+]  # fmt: skip
+
+
+def check_supported(name: str) -> None:
+    """Raise UnsupportedFileType unless `name` ends with one of SUPPORTED_EXTENSIONS (any case)."""
+    if _extension(name) not in SUPPORTED_EXTENSIONS:
+        raise UnsupportedFileType(name, SUPPORTED_EXTENSIONS)
+
+
+def load_bytes(
+    name: str, data: bytes, *, archive_limits: ArchiveLimits = _DEFAULT_LIMITS
+) -> list[LoadedDocument]:
+    """Read one file's bytes; the extension of `name` picks the format, `name` is the source.
+
+    Raises UnsupportedFileType or DocumentLoadError. A .zip is all or nothing here: the first member
+    that fails raises; use `iter_bytes` to keep the good members of an archive with a bad one.
+    """
+    ext = _extension(name)
+    if ext == ".zip":
+        return _load_zip_strict(name, data, archive_limits)
+    if ext == ".jsonl.gz":
+        return load_jsonl(name, gunzip(name, data, archive_limits.max_total_bytes))
+    if ext == ".jsonl":
+        return load_jsonl(name, data)
+    reader = _READERS.get(ext)
+    if reader is None:
+        raise UnsupportedFileType(name, SUPPORTED_EXTENSIONS)
+    return [reader(name, data)]
+
+
+def iter_bytes(
+    name: str, data: bytes, *, archive_limits: ArchiveLimits = _DEFAULT_LIMITS
+) -> Iterator[LoadedDocument | FileFailure]:
+    """Like `load_bytes` but never raises: each failure (or bad zip member) is a FileFailure."""
+    yield from _iter_loaded(name, lambda: io.BytesIO(data), archive_limits)
+
+
+def iter_documents(
+    paths: Iterable[Path], *, archive_limits: ArchiveLimits = _DEFAULT_LIMITS
+) -> Iterator[LoadedDocument | FileFailure]:
+    """Yield the documents of every file under `paths`, or a FileFailure for each unreadable one.
+
+    A folder is walked recursively in sorted order, skipping hidden entries and, silently,
+    unsupported files; its files' sources are relative to it ("sub/a.md"). A file named directly has
+    its file name as source and yields a FileFailure if unsupported or missing. Zip members read
+    "a.zip/inner/x.md".
+    """
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            yield from _iter_folder(path, archive_limits)
+        elif path.is_file():
+            yield from _iter_file(path, path.name, archive_limits, explicit=True)
+        elif path.exists():
+            yield FileFailure(path.name, f"{path}: not a regular file")
+        else:
+            yield FileFailure(path.name or str(path), f"{path}: no such file or directory")
+
+
+def count_files(paths: Iterable[Path]) -> int:
+    """Best-effort number of files `iter_documents` will try (zip members counted one by one): for a
+    progress bar. A path that can only fail (missing, unsupported) counts as one."""
+    total = 0
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            total += sum(_count_file(file) for file, _ in _walk(path)[0])
+        else:
+            total += _count_file(path) if _is_supported(path.name) else 1
+    return total
+
+
+# --- files and folders -------------------------------------------------------------------------
+
+
+def _iter_folder(root: Path, limits: ArchiveLimits) -> Iterator[LoadedDocument | FileFailure]:
+    files, errors = _walk(root)
+    for error in errors:
+        where = Path(error.filename or root).relative_to(root).as_posix()
+        yield FileFailure(where, f"cannot read folder ({error.strerror or error})")
+    for path, source in files:
+        yield from _iter_file(path, source, limits, explicit=False)
+
+
+def _walk(root: Path) -> tuple[list[tuple[Path, str]], list[OSError]]:
+    found: list[tuple[Path, str]] = []
+    errors: list[OSError] = []
+    for folder, subfolders, names in os.walk(root, onerror=errors.append):
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        for name in names:
+            path = Path(folder, name)
+            if not name.startswith(".") and _is_supported(name) and path.is_file():
+                found.append((path, path.relative_to(root).as_posix()))
+    found.sort(key=lambda item: item[1].split("/"))
+    return found, errors
+
+
+def _iter_file(
+    path: Path, source: str, limits: ArchiveLimits, *, explicit: bool
+) -> Iterator[LoadedDocument | FileFailure]:
+    if not _is_supported(source):
+        if explicit:
+            yield FileFailure(source, str(UnsupportedFileType(source, SUPPORTED_EXTENSIONS)))
+        return
+    if _extension(source) == ".zip":
+        # Opened lazily from disk so that a large archive is never held in memory whole.
+        yield from _iter_loaded(source, lambda: path.open("rb"), limits)
+        return
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        yield FileFailure(source, f"cannot read file ({exc.strerror or exc})")
+        return
+    yield from iter_bytes(source, data, archive_limits=limits)
+
+
+def _iter_loaded(
+    name: str, open_data: Callable[[], IO[bytes]], limits: ArchiveLimits
+) -> Iterator[LoadedDocument | FileFailure]:
+    try:
+        with open_data() as stream:
+            if _extension(name) == ".zip":
+                yield from _iter_zip(name, stream, limits)
+                return
+            documents = load_bytes(name, stream.read(), archive_limits=limits)
+    except UnsupportedFileType as exc:
+        yield FileFailure(name, str(exc))
+        return
+    except (DocumentLoadError, OSError) as exc:
+        yield FileFailure(name, _reason(exc))
+        return
+    except Exception as exc:  # the promise is one bad file never stops the others
+        reason = f"unexpected error while reading ({type(exc).__name__}: {short_message(exc)})"
+        yield FileFailure(name, reason)
+        return
+    yield from documents
+
+
+def _iter_zip(
+    name: str, stream: IO[bytes], limits: ArchiveLimits
+) -> Iterator[LoadedDocument | FileFailure]:
+    for item in iter_members(name, stream, limits, _is_supported):
+        if isinstance(item, FileFailure):
+            yield item
+        else:
+            yield from iter_bytes(item[0], item[1], archive_limits=limits)
+
+
+def _load_zip_strict(name: str, data: bytes, limits: ArchiveLimits) -> list[LoadedDocument]:
+    documents: list[LoadedDocument] = []
+    for item in iter_members(name, io.BytesIO(data), limits, _is_supported):
+        if isinstance(item, FileFailure):
+            raise DocumentLoadError(item.source, item.reason)
+        documents.extend(load_bytes(item[0], item[1], archive_limits=limits))
+    return documents
+
+
+def _count_file(path: Path) -> int:
+    if _extension(path.name) != ".zip":
+        return 1
+    try:
+        with path.open("rb") as stream:
+            return max(1, count_members(stream, _is_supported))
+    except Exception:  # a count is only a hint; iter_documents reports the real problem
+        return 1
+
+
+def _reason(exc: Exception) -> str:
+    return exc.reason if isinstance(exc, DocumentLoadError) else f"cannot read file ({exc})"
+
+
+def _extension(name: str) -> str:
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    return ".jsonl.gz" if base.endswith(".jsonl.gz") else os.path.splitext(base)[1]
+
+
+def _is_supported(name: str) -> bool:
+    return _extension(name) in SUPPORTED_EXTENSIONS
+
+
+# --- formats ------------------------------------------------------------------------------------
+
+
+def _load_pdf(source: str, data: bytes) -> LoadedDocument:
+    reader = _open_pdf(source, data)
+    pages: list[Page] = []
+    warnings: list[str] = []
+    errors: list[str] = []
+    try:
+        count = len(reader.pages)
+        for number, page in enumerate(reader.pages, start=1):
+            try:
+                text = _tidy(page.extract_text())
+            except Exception as exc:  # pypdf raises many types on broken pages; keep the others
+                errors.append(f"page {number}: text extraction failed ({short_message(exc)})")
+                continue
+            if text.strip():
+                pages.append(Page(text.strip(), number))
+            else:
+                warnings.append(f"page {number}: no text (needs OCR)")
+    except Exception as exc:
+        raise DocumentLoadError(
+            source, f"corrupt or unreadable PDF ({short_message(exc)})"
+        ) from exc
+    if not pages:
+        raise DocumentLoadError(source, _no_pdf_text(count, errors))
+    metadata: dict[str, Any] = {"pages": count}
+    if title := _pdf_title(reader):
+        metadata["title"] = title
+    warnings = sorted(warnings + errors, key=_page_key)
+    return LoadedDocument(source, data, pages, "pdf", metadata, warnings)
+
+
+def _open_pdf(source: str, data: bytes) -> pypdf.PdfReader:
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data))
+        encrypted = reader.is_encrypted
+    except DependencyError as exc:
+        raise DocumentLoadError(
+            source, f"encrypted PDF: cannot decrypt ({short_message(exc)})"
+        ) from exc
+    except Exception as exc:
+        raise DocumentLoadError(
+            source, f"corrupt or unreadable PDF ({short_message(exc)})"
+        ) from exc
+    if encrypted:
+        try:
+            unlocked = reader.decrypt("") != pypdf.PasswordType.NOT_DECRYPTED
+        except Exception as exc:
+            reason = f"encrypted PDF: cannot decrypt ({short_message(exc)})"
+            raise DocumentLoadError(source, reason) from exc
+        if not unlocked:
+            raise DocumentLoadError(source, "encrypted PDF: a password is required to read it")
+    return reader
+
+
+def _no_pdf_text(count: int, errors: list[str]) -> str:
+    if count == 0:
+        return "the PDF has no pages"
+    if errors:
+        return f"corrupt or unreadable PDF ({errors[0]})"
+    return f"no extractable text in any of {count} pages (scanned document? needs OCR)"
+
+
+def _pdf_title(reader: pypdf.PdfReader) -> str | None:
+    try:
+        title = reader.metadata.title if reader.metadata else None
+    except Exception:  # a broken /Info dictionary must not cost the document
+        return None
+    return str(title).strip() or None if title is not None else None
+
+
+def _page_key(warning: str) -> int:
+    return int(warning.split(":", 1)[0].removeprefix("page "))
+
+
+def _load_text(source: str, data: bytes) -> LoadedDocument:
+    text, encoding, warnings = _decode(source, data)
+    return LoadedDocument(source, data, [Page(text)], "txt", {"encoding": encoding}, warnings)
+
+
+def _load_markdown(source: str, data: bytes) -> LoadedDocument:
+    text, encoding, warnings = _decode(source, data)
+    metadata: dict[str, Any] = {"encoding": encoding}
+    if title := _markdown_title(text):
+        metadata["title"] = title
+    return LoadedDocument(source, data, [Page(text)], "md", metadata, warnings)
+
+
+def _decode(source: str, data: bytes) -> tuple[str, str, list[str]]:
+    text, encoding, warnings = _decode_bytes(data)
+    text = _tidy(text)
+    if not text.strip():
+        raise DocumentLoadError(source, "empty file: no text to index")
+    return text, encoding, warnings
+
+
+def _decode_bytes(data: bytes) -> tuple[str, str, list[str]]:
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(encoding), encoding, []
+            except UnicodeDecodeError:
+                break
+    try:
+        return data.decode("utf-8"), "utf-8", []
+    except UnicodeDecodeError:
+        pass
+    best = charset_normalizer.from_bytes(data).best()
+    if best is not None:
+        return str(best), best.encoding, []
+    text = data.decode("utf-8", errors="replace")
+    replaced = text.count("\ufffd") - data.count("\ufffd".encode())
+    return text, "utf-8", [f"{replaced} undecodable bytes replaced"]
+
+
+def _markdown_title(text: str) -> str | None:
+    in_code = False
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            in_code = not in_code
+        elif not in_code and (match := _MD_HEADING.fullmatch(line)):
+            return match.group(1)
+    return None
+
+
+def _load_html(source: str, data: bytes) -> LoadedDocument:
+    soup = BeautifulSoup(data, "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    # <head> is not dropped wholesale: html.parser does not repair a missing </head>.
+    for tag in soup.find_all(_HIDDEN_HTML):
+        tag.extract()
+    for tag in soup.find_all("br"):
+        tag.replace_with("\n")
+    for tag in soup.find_all(["td", "th"]):
+        tag.insert_after(" ")
+    for tag in soup.find_all(_HTML_BLOCKS):
+        tag.insert_before("\n")
+        tag.insert_after("\n")
+    lines = (_SPACES.sub(" ", line).strip() for line in soup.get_text().splitlines())
+    text = _EXTRA_BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    if not text:
+        raise DocumentLoadError(source, "no visible text in the HTML page")
+    metadata: dict[str, Any] = {"encoding": soup.original_encoding}
+    if title:
+        metadata["title"] = title
+    return LoadedDocument(source, data, [Page(text)], "html", metadata)
+
+
+def _tidy(text: str) -> str:
+    text = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+    return _EXTRA_BLANK_LINES.sub("\n\n", text)
+
+
+_READERS: dict[str, Callable[[str, bytes], LoadedDocument]] = {
+    ".pdf": _load_pdf,
+    ".txt": _load_text,
+    ".md": _load_markdown,
+    ".markdown": _load_markdown,
+    ".html": _load_html,
+    ".htm": _load_html,
+}

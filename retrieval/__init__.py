@@ -1,0 +1,1 @@
+"""Retrieval: embedder, vector index (FAISS CPU/GPU), docstore, collections and search."""

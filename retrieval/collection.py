@@ -1,0 +1,188 @@
+"""A collection: one docstore (the truth) and one vector index (a cache of the docstore's vectors).
+
+Write order: the docstore commits a whole document in one transaction; the index is then updated in
+memory and saved (temp file, fsync, rename) at `flush()`. On open, and whenever another process has
+committed (the docstore's revision moved), the index is reconciled with the docstore: extra ids are
+removed and missing ones re-added from the stored embeddings. So after a kill -9 at any moment,
+every document is fully present or fully absent, in both.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .docstore import Docstore
+from .index import FaissIndex, NumpyIndex, VectorIndex
+from .types import ChunkRecord, CommitOutcome, DocumentRecord, Hit, SearchFilter
+
+INDEX_FILE = {"flat": "index.faiss", "numpy": "index.npz"}
+
+
+@dataclass
+class CollectionConfig:
+    """Settings fixed when a collection is created."""
+
+    name: str
+    embedder: str = field(metadata={"help": "embedder the vectors were made with"})
+    dim: int = field(metadata={"help": "embedding dimension"})
+    chunk_size: int = field(default=256, metadata={"help": "chunk size in embedder tokens"})
+    chunk_overlap: int = field(default=32, metadata={"help": "overlap between chunks, tokens"})
+    index_type: str = field(default="flat", metadata={"help": "flat (FAISS exact) or numpy"})
+    created_at: str = ""
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 16 or self.chunk_size > 8192:
+            raise ValueError(f"chunk_size {self.chunk_size!r} must be between 16 and 8192 tokens")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap {self.chunk_overlap!r} must be >= 0 and < chunk_size "
+                f"{self.chunk_size!r}"
+            )
+        if self.index_type not in INDEX_FILE:
+            raise ValueError(f"index_type {self.index_type!r} must be one of {sorted(INDEX_FILE)}")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+class Collection:
+    """Thread-safe handle on one collection directory."""
+
+    def __init__(self, root: Path, config: CollectionConfig, use_gpu: bool | None = None) -> None:
+        self.root = root
+        self.config = config
+        self._lock = threading.RLock()
+        self._use_gpu = use_gpu
+        self.docstore = Docstore(root / "docstore.sqlite")
+        self._index_path = root / INDEX_FILE[config.index_type]
+        self.index = self._load_index()
+        self._dirty = False
+        self._last_save = time.monotonic()
+        self._revision = -1
+        self.reconcile()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def _new_index(self) -> VectorIndex:
+        if self.config.index_type == "numpy":
+            return NumpyIndex(self.config.dim)
+        return FaissIndex(self.config.dim, use_gpu=self._use_gpu)
+
+    def _load_index(self) -> VectorIndex:
+        if not self._index_path.exists():
+            return self._new_index()
+        try:
+            if self.config.index_type == "numpy":
+                return NumpyIndex.load(self._index_path, self.config.dim)
+            return FaissIndex.load(self._index_path, self.config.dim, use_gpu=self._use_gpu)
+        except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt from the docstore
+            return self._new_index()
+
+    # -- consistency ----------------------------------------------------------------------------
+
+    def reconcile(self) -> tuple[int, int]:
+        """Make the index hold exactly the docstore's chunks. Returns (added, removed)."""
+        with self._lock:
+            revision = self.docstore.revision()
+            truth, cached = self.docstore.chunk_ids(), self.index.ids()
+            extra = np.setdiff1d(cached, truth, assume_unique=True)
+            missing = np.setdiff1d(truth, cached, assume_unique=True)
+            self.index.remove(extra)
+            for ids, vecs in self.docstore.embeddings(missing, self.config.dim):
+                self.index.add(ids, vecs)
+            self._revision = revision
+            if len(extra) or len(missing):
+                self._dirty = True
+                self.flush()
+            return len(missing), len(extra)
+
+    def _refresh_if_changed(self) -> None:
+        if self.docstore.revision() != self._revision:
+            self.reconcile()
+
+    def flush(self) -> None:
+        """Save the index if it changed since the last save."""
+        with self._lock:
+            if self._dirty:
+                self.index.save(self._index_path)
+                self._dirty = False
+                self._last_save = time.monotonic()
+
+    def flush_if_stale(self, max_age_s: float = 30.0) -> None:
+        if self._dirty and time.monotonic() - self._last_save > max_age_s:
+            self.flush()
+
+    # -- writes ---------------------------------------------------------------------------------
+
+    def commit(self, items: list[tuple[DocumentRecord, list[ChunkRecord], np.ndarray]]
+               ) -> list[CommitOutcome]:
+        """Commit documents (each with its chunks and their vectors) in one transaction."""
+        with self._lock:
+            self._refresh_if_changed()
+            results = self.docstore.put_documents(items)
+            for (_, _, vectors), (status, added, removed, _) in zip(items, results, strict=True):
+                if status != "unchanged":
+                    self.index.remove(np.array(removed, dtype=np.int64))
+                    self.index.add(np.array(added, dtype=np.int64), vectors)
+                    self._dirty = True
+            self._revision = self.docstore.revision()
+        return [CommitOutcome(status=status, doc_id=doc.doc_id, chunks_added=len(added),
+                              replaced_doc_id=old)
+                for (doc, _, _), (status, added, _, old) in zip(items, results, strict=True)]
+
+    def has_document(self, doc_id: str) -> bool:
+        with self._lock:
+            return self.docstore.has_document(doc_id)
+
+    def delete_document(self, doc_id: str) -> bool:
+        with self._lock:
+            self._refresh_if_changed()
+            removed = self.docstore.delete_document(doc_id)
+            if removed is None:
+                return False
+            self.index.remove(np.array(removed, dtype=np.int64))
+            self._revision = self.docstore.revision()
+            self._dirty = True
+            self.flush()
+        return True
+
+    # -- reads ----------------------------------------------------------------------------------
+
+    def search(self, query_vectors: np.ndarray, k: int,
+               flt: SearchFilter | None = None) -> list[list[Hit]]:
+        if not 1 <= k <= 1000:
+            raise ValueError(f"k {k!r} must be between 1 and 1000")
+        with self._lock:
+            self._refresh_if_changed()
+            allowed = None if flt is None or flt.is_empty() else self.docstore.filtered_chunk_ids(flt)
+            scores, ids = self.index.search(query_vectors, k, allowed_ids=allowed)
+            rows = self.docstore.chunks_by_id(sorted({int(i) for i in ids.ravel() if i >= 0}))
+        return [[Hit(chunk_id=int(i), score=float(s), **rows[int(i)])
+                 for s, i in zip(srow, irow, strict=True) if i >= 0 and int(i) in rows]
+                for srow, irow in zip(scores, ids, strict=True)]
+
+    def documents(self, limit: int = 1000, offset: int = 0) -> list[DocumentRecord]:
+        with self._lock:
+            return self.docstore.documents(limit, offset)
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        with self._lock:
+            return self.docstore.document(doc_id)
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            docs, chunks = self.docstore.counts()
+        return {"documents": docs, "chunks": chunks}
+
+    def close(self) -> None:
+        with self._lock:
+            self.flush()
+            self.docstore.close()

@@ -1,0 +1,34 @@
+"""Domain errors of the retrieval layer; translated to HTTP/CLI errors in api/."""
+
+from __future__ import annotations
+
+
+class RetrievalError(Exception):
+    """Base class for retrieval failures."""
+
+
+class CollectionNotFound(RetrievalError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"collection {name!r} does not exist")
+
+
+class CollectionExists(RetrievalError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"collection {name!r} already exists")
+
+
+class DocumentNotFound(RetrievalError):
+    def __init__(self, collection: str, doc_id: str) -> None:
+        self.collection = collection
+        self.doc_id = doc_id
+        super().__init__(f"document {doc_id!r} not found in collection {collection!r}")
+
+
+class InvalidName(RetrievalError):
+    """A collection name that is not a safe directory name."""
+
+
+class EmbedderMismatch(RetrievalError):
+    """The collection was built with another embedder (dimension or name differ)."""

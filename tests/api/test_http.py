@@ -1,0 +1,118 @@
+"""HTTP round trips: collections, uploads as jobs, documents, search, and error bodies."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+
+def _wait(client: TestClient, job_id: str, timeout: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/v1/jobs/{job_id}").json()
+        if job["state"] not in ("queued", "running"):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def _upload(client: TestClient, files: list[tuple[str, bytes]], name: str = "kb",
+            **data: str) -> Any:
+    return client.post(f"/v1/collections/{name}/documents",
+                       files=[("files", (n, b)) for n, b in files], data=data)
+
+
+def test_round_trip(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    r = client.post("/v1/collections", json={"name": "kb"})
+    assert r.status_code == 201, r.text
+    assert r.json()["chunk_size"] == 64
+
+    r = _upload(client, [("pumps.md", b"# Pumps\n\nThe blue pump moves water uphill."),
+                         ("valves.txt", b"Valves stop water flowing backwards.")],
+                metadata='{"team": "ops"}')
+    assert r.status_code == 202, r.text
+    job = _wait(client, r.json()["job_id"])
+    assert job["state"] == "succeeded" and job["files_done"] == 2, job
+    assert job["chunks_added"] >= 2 and job["errors"] == []
+
+    docs = client.get("/v1/collections/kb/documents").json()
+    assert docs["total"] == 2
+    pump = next(d for d in docs["documents"] if d["source"] == "pumps.md")
+    assert pump["metadata"]["team"] == "ops"
+    assert client.get(f"/v1/collections/kb/documents/{pump['doc_id']}").json() == pump
+
+    r = client.post("/v1/collections/kb/search", json={"query": "blue pump uphill", "k": 2})
+    hits = r.json()["hits"]
+    assert hits[0]["source"] == "pumps.md" and hits[0]["doc_id"] == pump["doc_id"]
+    assert set(hits[0]) == {"chunk_id", "doc_id", "source", "page", "text", "score", "metadata"}
+
+    r = client.post("/v1/collections/kb/search",
+                    json={"query": "blue pump", "k": 5, "filter": {"source": "valves.txt"}})
+    assert [h["source"] for h in r.json()["hits"]] == ["valves.txt"]
+
+    again = _wait(client, _upload(client, [("pumps.md",
+                                            b"# Pumps\n\nThe blue pump moves water uphill.")]
+                                  ).json()["job_id"])
+    assert again["chunks_added"] == 0 and again["results"]["unchanged"] == 1
+
+    assert client.delete(f"/v1/collections/kb/documents/{pump['doc_id']}").status_code == 204
+    assert client.get(f"/v1/collections/kb/documents/{pump['doc_id']}").status_code == 404
+    assert client.get("/v1/collections").json()[0]["documents"] == 1
+    assert client.delete("/v1/collections/kb").status_code == 204
+    assert client.get("/v1/collections").json() == []
+
+
+def test_per_file_errors_are_reported_in_the_job(client: TestClient) -> None:
+    client.post("/v1/collections", json={"name": "kb"})
+    r = _upload(client, [("good.txt", b"fine text here"), ("broken.pdf", b"%PDF-1.4 nonsense"),
+                         ("empty.txt", b"   ")])
+    job = _wait(client, r.json()["job_id"])
+    assert job["state"] == "succeeded"
+    failed = {e["source"]: e["reason"] for e in job["errors"]}
+    assert set(failed) == {"broken.pdf", "empty.txt"}
+    assert "PDF" in failed["broken.pdf"]
+
+
+def test_zip_upload(client: TestClient) -> None:
+    client.post("/v1/collections", json={"name": "kb"})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("docs/a.md", "# A\n\nalpha text")
+        zf.writestr("docs/b.txt", "beta text")
+    job = _wait(client, _upload(client, [("bundle.zip", buf.getvalue())]).json()["job_id"])
+    assert job["state"] == "succeeded" and job["files_done"] == 2
+    sources = {d["source"] for d in client.get("/v1/collections/kb/documents").json()["documents"]}
+    assert sources == {"bundle.zip/docs/a.md", "bundle.zip/docs/b.txt"}
+
+
+def _error(r: Any, status: int, *words: str) -> None:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert isinstance(body["detail"], str) and body["error"]
+    for w in words:
+        assert w in body["detail"], body
+
+
+def test_errors_are_json_a_person_can_act_on(client: TestClient) -> None:
+    _error(client.post("/v1/collections/nope/search", json={"query": "x"}), 404, "nope")
+    _error(_upload(client, [("a.txt", b"x")], name="nope"), 404, "nope")
+    client.post("/v1/collections", json={"name": "kb"})
+    _error(client.post("/v1/collections", json={"name": "kb"}), 409, "already exists")
+    _error(client.post("/v1/collections", json={"name": "../etc"}), 422, "collection name")
+    _error(client.post("/v1/collections", json={"name": "x", "chunk_size": 64,
+                                                "chunk_overlap": 64}), 422, "chunk_overlap")
+    _error(_upload(client, [("a.exe", b"MZ")]), 415, ".pdf", ".md")
+    _error(_upload(client, [("big.txt", b"x" * 20_000)]), 413, "big.txt", "MB")
+    _error(_upload(client, [("a.txt", b"x")], metadata="[1]"), 422, "metadata")
+    _error(client.post("/v1/collections/kb/search", json={"query": "x", "k": 0}), 422, "k")
+    _error(client.post("/v1/collections/kb/search", json={"k": 3}), 422, "query")
+    _error(client.get("/v1/collections/kb/documents/deadbeef"), 404, "deadbeef")
+    _error(client.get("/v1/jobs/nope"), 404, "nope")
+    assert client.get("/v1/collections/kb/documents").json()["total"] == 0, \
+        "rejected uploads store nothing"
+    assert client.get("/docs").status_code == 200

@@ -1,0 +1,29 @@
+"""Small builders shared by tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.chunking import Chunker, ChunkingConfig
+from ingest.pipeline import IngestPipeline
+from ingest.types import LoadedDocument, Page
+from retrieval.catalog import Catalog
+from retrieval.collection import Collection, CollectionConfig
+from tests.fakes import FakeEmbedder
+
+
+def make_collection(root: Path, embedder: FakeEmbedder, name: str = "kb",
+                    chunk_size: int = 64, chunk_overlap: int = 8) -> Collection:
+    config = CollectionConfig(name=name, embedder=embedder.name, dim=embedder.dim,
+                              chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    return Catalog(root).create(config)
+
+
+def pipeline(coll: Collection, embedder: FakeEmbedder, batch_chunks: int = 16) -> IngestPipeline:
+    chunker = Chunker(ChunkingConfig(coll.config.chunk_size, coll.config.chunk_overlap),
+                      embedder.count_tokens)
+    return IngestPipeline(coll, embedder, chunker, batch_chunks=batch_chunks)
+
+
+def text_doc(source: str, text: str, fmt: str = "txt") -> LoadedDocument:
+    return LoadedDocument(source=source, content=text.encode(), pages=[Page(text)], format=fmt)
