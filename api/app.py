@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 
 from . import errors
-from .routers import collections, documents, jobs, search
+from .routers import ask, collections, documents, jobs, openai_compat, search
 from .services import Services
 from .settings import Settings
+
+STATIC = Path(__file__).resolve().parent / "static"
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -27,8 +31,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan,
                   description="Grounded answers with citations from your documents.")
     errors.install(app)
-    for module in (collections, documents, jobs, search):
+    for module in (collections, documents, jobs, search, ask, openai_compat):
         app.include_router(module.router)
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

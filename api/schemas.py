@@ -86,3 +86,39 @@ class HitOut(BaseModel):
 
 class SearchResponse(BaseModel):
     hits: list[HitOut]
+
+
+class ExampleIn(BaseModel):
+    question: str
+    answer: str
+
+
+class AskRequest(BaseModel):
+    question: str = Field(..., min_length=1, max_length=4000)
+    k: int = Field(5, ge=1, le=100)
+    stream: bool = False
+    max_new_tokens: int | None = Field(None, ge=1, le=4096)
+    temperature: float = Field(0.0, ge=0, le=2)
+    mode: str = Field("zero_shot", pattern="^(zero_shot|few_shot|cot)$")
+    examples: list[ExampleIn] = Field(default_factory=list, max_length=20)
+    filter: SearchFilterIn | None = None
+    adapter: str | None = None
+
+
+class CitationOut(BaseModel):
+    n: int
+    doc_id: str
+    source: str
+    page: int | None
+    chunk_id: int
+    text: str
+
+
+class AskResponse(BaseModel):
+    answer: str
+    citations: list[CitationOut]
+    refused: bool
+    grounded: bool
+    support_score: float
+    refusal_reason: str | None = None
+    passages: int = Field(..., description="passages given to the model")

@@ -6,10 +6,13 @@ Heavy models load lazily, once per process, on first use.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from generation.generator import Generator
+from generation.grounding import Example
+from generation.rag import Answer, AskConfig, RagAnswerer
 from ingest.chunking import Chunker, ChunkingConfig
 from ingest.jobs import IngestWorker, Job
 from ingest.loaders import ArchiveLimits, iter_documents
@@ -24,12 +27,15 @@ from .settings import Settings
 
 
 class Services:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None,
+                 generator: Generator | None = None) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog(settings.data_dir, use_gpu=settings.faiss_gpu)
         self._embedder = embedder
+        self._generator = generator
         self._lock = threading.Lock()
+        self._gen_lock = threading.Lock()
         self.ingest_worker = IngestWorker(settings.data_dir, self._run_job)
 
     @property
@@ -40,6 +46,58 @@ class Services:
                     self.settings.embedder, device=self.settings.torch_device,
                     batch_size=self.settings.embed_batch_size)
             return self._embedder
+
+    @property
+    def generator(self) -> Generator:
+        with self._gen_lock:
+            if self._generator is None:
+                from generation.generator import HFGenerator
+                from generation.loading import LoadConfig, load_model
+
+                loaded = load_model(self.generator_path(),
+                                    LoadConfig(quantization=self.settings.quantization,
+                                               device=self.settings.device))
+                self._generator = HFGenerator(loaded)
+            return self._generator
+
+    @property
+    def generator_loaded(self) -> bool:
+        return self._generator is not None
+
+    def model_registry(self) -> Any:
+        from generation.models import ModelRegistry
+
+        return ModelRegistry(self.settings.data_dir / "models")
+
+    def generator_path(self, progress: Callable[[str], None] | None = None) -> str:
+        """The configured generator as a loadable path: a registry name (the default one is
+        imported from its packaged GGUF on first use), a local directory, or a hub id."""
+        from generation.models import DEFAULT_MODEL
+
+        name, registry = self.settings.generator, self.model_registry()
+        if name == DEFAULT_MODEL:
+            return str(registry.ensure_default(progress))
+        if name in {m.name for m in registry.list()}:
+            return str(registry.path(name))
+        return name
+
+    def ask_config(self, k: int = 5, max_new_tokens: int | None = None,
+                   temperature: float = 0.0, mode: str = "zero_shot",
+                   examples: tuple[Example, ...] = ()) -> AskConfig:
+        return AskConfig(k=k, max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
+                         temperature=temperature, mode=mode, examples=examples,
+                         min_score=self.settings.min_score,
+                         support_threshold=self.settings.support_threshold)
+
+    def ask_stream(self, name: str, question: str, config: AskConfig,
+                   flt: SearchFilter | None = None) -> Iterator[str | Answer]:
+        hits = self.search(name, question, config.k, flt)
+        return RagAnswerer(lambda: self.generator).stream(question, hits, config)
+
+    def ask(self, name: str, question: str, config: AskConfig,
+            flt: SearchFilter | None = None) -> Answer:
+        hits = self.search(name, question, config.k, flt)
+        return RagAnswerer(lambda: self.generator).answer(question, hits, config)
 
     @property
     def archive_limits(self) -> ArchiveLimits:

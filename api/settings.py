@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     zip_max_entries: int = Field(10_000, ge=1, description="most entries read from one .zip")
     zip_max_mb: float = Field(1000.0, gt=0, description="most uncompressed bytes from one .zip")
     use_faiss_gpu: Literal["auto", "yes", "no"] = Field("auto", description="copy indexes to GPU")
+    generator: str = Field("smollm2-135m-instruct", description="generator: a model name in "
+                           "`ragtune models list`, a local Hugging Face model directory, or a hub id")
+    quantization: Literal["nf4", "int8", "bf16", "fp32"] = Field(
+        "nf4", description="how the generator is loaded")
+    max_new_tokens: int = Field(256, ge=1, le=4096, description="default answer length cap")
+    min_score: float = Field(0.3, ge=-1, le=1, description="refuse without calling the model when "
+                             "the best passage scores below this (cosine similarity)")
+    support_threshold: float = Field(0.5, ge=0, le=1, description="an answer is `grounded` when "
+                                     "this share of its words occurs in the cited passages")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -71,7 +71,7 @@ def main() -> None:
     qrels = load_qrels(SHARED / "scifact" / "qrels" / "test.tsv")
     test_queries = {q: queries[q] for q in qrels}
     means, _ = score_run(run_queries(coll, svc.embedder, test_queries), qrels)
-    print("SciFact test (%d queries): " % len(qrels)
+    print(f"SciFact test ({len(qrels)} queries): "
           + "  ".join(f"{k} {v:.4f}" for k, v in means.items()))
 
     texts = list(test_queries.values())[:100]

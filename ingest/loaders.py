@@ -17,28 +17,13 @@ from typing import IO, Any
 import charset_normalizer
 import pypdf
 from bs4 import BeautifulSoup
+from bs4.element import CData, NavigableString, PageElement, Tag
 from pypdf.errors import DependencyError
 
-from ingest.archive import (
-    ArchiveLimits,
-    count_members,
-    gunzip,
-    iter_members,
-    load_jsonl,
-    short_message,
-)
-from ingest.errors import DocumentLoadError, UnsupportedFileType
+from ingest import archive
+from ingest.archive import ArchiveLimits, short_message
+from ingest.errors import DocumentLoadError, IngestError, UnsupportedFileType
 from ingest.types import FileFailure, LoadedDocument, Page
-
-__all__ = [
-    "SUPPORTED_EXTENSIONS",
-    "ArchiveLimits",
-    "check_supported",
-    "count_files",
-    "iter_bytes",
-    "iter_documents",
-    "load_bytes",
-]
 
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (
     ".pdf", ".txt", ".md", ".markdown", ".html", ".htm", ".zip", ".jsonl", ".jsonl.gz",
@@ -55,13 +40,19 @@ _BOMS = (
 _EXTRA_BLANK_LINES = re.compile(r"\n(?:[ \t\f\v]*\n){2,}")
 _SPACES = re.compile(r"[^\S\n]+")
 _MD_HEADING = re.compile(r" {0,3}#[ \t]+(.+?)[ \t#]*")
-_HIDDEN_HTML = ["script", "style", "noscript", "template", "title"]
-_HTML_BLOCKS = [
+_HIDDEN_HTML = frozenset({"script", "style", "noscript", "template", "title"})
+_HTML_BLOCKS = (
     "address", "article", "aside", "blockquote", "caption", "dd", "details", "div", "dl", "dt",
     "fieldset", "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6",
     "header", "hr", "li", "main", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody",
     "tfoot", "thead", "tr", "ul",
-]  # fmt: skip
+)  # fmt: skip
+_HTML_GAPS = {
+    **{name: ("\n", "\n") for name in _HTML_BLOCKS},
+    "br": ("\n", ""),
+    "td": ("", " "),
+    "th": ("", " "),
+}
 
 
 def check_supported(name: str) -> None:
@@ -82,9 +73,9 @@ def load_bytes(
     if ext == ".zip":
         return _load_zip_strict(name, data, archive_limits)
     if ext == ".jsonl.gz":
-        return load_jsonl(name, gunzip(name, data, archive_limits.max_total_bytes))
+        return archive.load_jsonl(name, archive.gunzip(name, data, archive_limits.max_total_bytes))
     if ext == ".jsonl":
-        return load_jsonl(name, data)
+        return archive.load_jsonl(name, data)
     reader = _READERS.get(ext)
     if reader is None:
         raise UnsupportedFileType(name, SUPPORTED_EXTENSIONS)
@@ -186,10 +177,7 @@ def _iter_loaded(
                 yield from _iter_zip(name, stream, limits)
                 return
             documents = load_bytes(name, stream.read(), archive_limits=limits)
-    except UnsupportedFileType as exc:
-        yield FileFailure(name, str(exc))
-        return
-    except (DocumentLoadError, OSError) as exc:
+    except (IngestError, OSError) as exc:
         yield FileFailure(name, _reason(exc))
         return
     except Exception as exc:  # the promise is one bad file never stops the others
@@ -202,7 +190,7 @@ def _iter_loaded(
 def _iter_zip(
     name: str, stream: IO[bytes], limits: ArchiveLimits
 ) -> Iterator[LoadedDocument | FileFailure]:
-    for item in iter_members(name, stream, limits, _is_supported):
+    for item in archive.iter_members(name, stream, limits, _is_supported):
         if isinstance(item, FileFailure):
             yield item
         else:
@@ -211,7 +199,7 @@ def _iter_zip(
 
 def _load_zip_strict(name: str, data: bytes, limits: ArchiveLimits) -> list[LoadedDocument]:
     documents: list[LoadedDocument] = []
-    for item in iter_members(name, io.BytesIO(data), limits, _is_supported):
+    for item in archive.iter_members(name, io.BytesIO(data), limits, _is_supported):
         if isinstance(item, FileFailure):
             raise DocumentLoadError(item.source, item.reason)
         documents.extend(load_bytes(item[0], item[1], archive_limits=limits))
@@ -223,13 +211,15 @@ def _count_file(path: Path) -> int:
         return 1
     try:
         with path.open("rb") as stream:
-            return max(1, count_members(stream, _is_supported))
+            return max(1, archive.count_members(stream, _is_supported))
     except Exception:  # a count is only a hint; iter_documents reports the real problem
         return 1
 
 
 def _reason(exc: Exception) -> str:
-    return exc.reason if isinstance(exc, DocumentLoadError) else f"cannot read file ({exc})"
+    if isinstance(exc, DocumentLoadError):
+        return exc.reason
+    return str(exc) if isinstance(exc, IngestError) else f"cannot read file ({exc})"
 
 
 def _extension(name: str) -> str:
@@ -248,29 +238,27 @@ def _load_pdf(source: str, data: bytes) -> LoadedDocument:
     reader = _open_pdf(source, data)
     pages: list[Page] = []
     warnings: list[str] = []
-    errors: list[str] = []
+    first_error = ""
     try:
         count = len(reader.pages)
         for number, page in enumerate(reader.pages, start=1):
             try:
-                text = _tidy(page.extract_text())
-            except Exception as exc:  # pypdf raises many types on broken pages; keep the others
-                errors.append(f"page {number}: text extraction failed ({short_message(exc)})")
+                text = _tidy(page.extract_text()).strip()
+            except Exception as exc:  # pypdf raises many types on a broken page; keep the others
+                warnings.append(f"page {number}: text extraction failed ({short_message(exc)})")
+                first_error = first_error or warnings[-1]
                 continue
-            if text.strip():
-                pages.append(Page(text.strip(), number))
+            if text:
+                pages.append(Page(text, number))
             else:
                 warnings.append(f"page {number}: no text (needs OCR)")
     except Exception as exc:
-        raise DocumentLoadError(
-            source, f"corrupt or unreadable PDF ({short_message(exc)})"
-        ) from exc
+        raise _corrupt_pdf(source, exc) from exc
     if not pages:
-        raise DocumentLoadError(source, _no_pdf_text(count, errors))
+        raise DocumentLoadError(source, _no_pdf_text(count, first_error))
     metadata: dict[str, Any] = {"pages": count}
     if title := _pdf_title(reader):
         metadata["title"] = title
-    warnings = sorted(warnings + errors, key=_page_key)
     return LoadedDocument(source, data, pages, "pdf", metadata, warnings)
 
 
@@ -278,14 +266,10 @@ def _open_pdf(source: str, data: bytes) -> pypdf.PdfReader:
     try:
         reader = pypdf.PdfReader(io.BytesIO(data))
         encrypted = reader.is_encrypted
-    except DependencyError as exc:
-        raise DocumentLoadError(
-            source, f"encrypted PDF: cannot decrypt ({short_message(exc)})"
-        ) from exc
+    except DependencyError as exc:  # AES without the cryptography package
+        raise DocumentLoadError(source, f"encrypted PDF: {short_message(exc)}") from exc
     except Exception as exc:
-        raise DocumentLoadError(
-            source, f"corrupt or unreadable PDF ({short_message(exc)})"
-        ) from exc
+        raise _corrupt_pdf(source, exc) from exc
     if encrypted:
         try:
             unlocked = reader.decrypt("") != pypdf.PasswordType.NOT_DECRYPTED
@@ -297,11 +281,15 @@ def _open_pdf(source: str, data: bytes) -> pypdf.PdfReader:
     return reader
 
 
-def _no_pdf_text(count: int, errors: list[str]) -> str:
+def _corrupt_pdf(source: str, exc: Exception) -> DocumentLoadError:
+    return DocumentLoadError(source, f"corrupt or unreadable PDF ({short_message(exc)})")
+
+
+def _no_pdf_text(count: int, first_error: str) -> str:
     if count == 0:
         return "the PDF has no pages"
-    if errors:
-        return f"corrupt or unreadable PDF ({errors[0]})"
+    if first_error:
+        return f"corrupt or unreadable PDF ({first_error})"
     return f"no extractable text in any of {count} pages (scanned document? needs OCR)"
 
 
@@ -310,11 +298,8 @@ def _pdf_title(reader: pypdf.PdfReader) -> str | None:
         title = reader.metadata.title if reader.metadata else None
     except Exception:  # a broken /Info dictionary must not cost the document
         return None
-    return str(title).strip() or None if title is not None else None
-
-
-def _page_key(warning: str) -> int:
-    return int(warning.split(":", 1)[0].removeprefix("page "))
+    text = str(title).strip() if title is not None else ""
+    return text or None
 
 
 def _load_text(source: str, data: bytes) -> LoadedDocument:
@@ -370,24 +355,36 @@ def _markdown_title(text: str) -> str | None:
 def _load_html(source: str, data: bytes) -> LoadedDocument:
     soup = BeautifulSoup(data, "html.parser")
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
-    # <head> is not dropped wholesale: html.parser does not repair a missing </head>.
-    for tag in soup.find_all(_HIDDEN_HTML):
-        tag.extract()
-    for tag in soup.find_all("br"):
-        tag.replace_with("\n")
-    for tag in soup.find_all(["td", "th"]):
-        tag.insert_after(" ")
-    for tag in soup.find_all(_HTML_BLOCKS):
-        tag.insert_before("\n")
-        tag.insert_after("\n")
-    lines = (_SPACES.sub(" ", line).strip() for line in soup.get_text().splitlines())
-    text = _EXTRA_BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+    text = _visible_text(soup)
     if not text:
         raise DocumentLoadError(source, "no visible text in the HTML page")
     metadata: dict[str, Any] = {"encoding": soup.original_encoding}
     if title:
         metadata["title"] = title
     return LoadedDocument(source, data, [Page(text)], "html", metadata)
+
+
+def _visible_text(root: Tag) -> str:
+    """Blocks on their own lines, table cells apart. Iterative and read-only, so that very long or
+    deeply nested pages cost linear time (editing the tree in place is quadratic in bs4)."""
+    parts: list[str] = []
+    stack: list[PageElement | str] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Tag):
+            # <head> is not skipped wholesale: html.parser does not repair a missing </head>.
+            if node.name not in _HIDDEN_HTML:
+                before, after = _HTML_GAPS.get(node.name, ("", ""))
+                parts.append(before)
+                stack.append(after)
+                stack.extend(reversed(node.contents))
+        elif isinstance(node, NavigableString):
+            if type(node) in (NavigableString, CData):  # not comments, doctypes, script text...
+                parts.append(node)
+        elif isinstance(node, str):  # a gap pushed above, due once the tag's contents are out
+            parts.append(node)
+    lines = (_SPACES.sub(" ", line).strip() for line in "".join(parts).splitlines())
+    return _EXTRA_BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
 def _tidy(text: str) -> str:

@@ -1,0 +1,152 @@
+"""Grounded answering as pure functions: numbered passages in a token budget, prompts per mode,
+citation extraction, refusal detection and a lexical support score.
+
+Nothing here loads a model; the token counter and the context length are passed in.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+REFUSAL = "I can't answer that from the provided documents."
+MODES = ("zero_shot", "few_shot", "cot")
+
+SYSTEM = (
+    "You answer questions using only the numbered passages the user gives you. "
+    "Cite the passage each fact comes from with its number in square brackets, like [1]. "
+    "Answer briefly. If the passages do not contain the answer, reply exactly: " + REFUSAL
+)
+COT_SUFFIX = (
+    " First write 'Reasoning:' and think step by step about which passage answers the question, "
+    "then write 'Answer:' followed by the final answer with citations."
+)
+
+Messages = list[dict[str, str]]
+_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_WORD = re.compile(r"[A-Za-z0-9£$€%./:-]+")
+_STOP = frozenset(
+    "a an the of to in on at for and or is are was were be been by with from as that this it its "
+    "which who what when where how why do does did not no yes can could should would will may "
+    "per than then there their they them he she his her you your we our i".split())
+
+
+@dataclass(frozen=True)
+class Passage:
+    n: int
+    text: str
+    source: str
+    page: int | None
+    score: float
+    doc_id: str = ""
+    chunk_id: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def header(self) -> str:
+        page = f", page {self.page}" if self.page else ""
+        return f"[{self.n}] (source: {self.source}{page})"
+
+
+@dataclass(frozen=True)
+class Example:
+    question: str
+    answer: str
+
+
+def render_passages(passages: Sequence[Passage]) -> str:
+    return "\n\n".join(f"{p.header()}\n{p.text.strip()}" for p in passages)
+
+
+def build_messages(question: str, passages: Sequence[Passage], mode: str = "zero_shot",
+                   examples: Sequence[Example] = (), system: str = SYSTEM) -> Messages:
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r} must be one of {', '.join(MODES)}")
+    if mode == "few_shot" and not examples:
+        raise ValueError("mode 'few_shot' needs at least one example")
+    system_text = system + (COT_SUFFIX if mode == "cot" else "")
+    messages: Messages = [{"role": "system", "content": system_text}]
+    for ex in examples if mode == "few_shot" else ():
+        messages += [{"role": "user", "content": ex.question},
+                     {"role": "assistant", "content": ex.answer}]
+    user = f"Passages:\n\n{render_passages(passages)}\n\nQuestion: {question.strip()}"
+    messages.append({"role": "user", "content": user})
+    return messages
+
+
+def fit_passages(question: str, passages: Sequence[Passage], prompt_tokens: Callable[[Messages], int],
+                 context_length: int, max_new_tokens: int, mode: str = "zero_shot",
+                 examples: Sequence[Example] = ()) -> tuple[list[Passage], Messages]:
+    """Keep the highest-scoring passages whose prompt leaves room for `max_new_tokens`.
+
+    Passages are dropped lowest score first; if even none fit, ValueError says what to shorten.
+    """
+    if max_new_tokens >= context_length:
+        raise ValueError(f"max_new_tokens {max_new_tokens} must be below the model's context "
+                         f"length {context_length}")
+    kept = sorted(passages, key=lambda p: -p.score)
+    budget = context_length - max_new_tokens
+    while True:
+        numbered = [_renumber(p, i) for i, p in enumerate(kept, 1)]
+        messages = build_messages(question, numbered, mode, examples)
+        if prompt_tokens(messages) <= budget:
+            return numbered, messages
+        if not kept:
+            raise ValueError(f"the question and instructions alone exceed the {budget}-token "
+                             "prompt budget; shorten the question or examples, or lower "
+                             "max_new_tokens")
+        kept.pop()
+
+
+def _renumber(p: Passage, n: int) -> Passage:
+    return Passage(n=n, text=p.text, source=p.source, page=p.page, score=p.score,
+                   doc_id=p.doc_id, chunk_id=p.chunk_id, metadata=p.metadata)
+
+
+def final_answer(text: str, mode: str) -> str:
+    """For `cot`, the part after the last 'Answer:'; otherwise the text itself, stripped."""
+    if mode == "cot":
+        idx = text.lower().rfind("answer:")
+        if idx >= 0:
+            return text[idx + len("answer:"):].strip()
+    return text.strip()
+
+
+def extract_citations(answer: str, passages: Sequence[Passage]) -> tuple[str, list[Passage]]:
+    """Citations from the [n] markers present; markers naming no passage are removed."""
+    by_n = {p.n: p for p in passages}
+    cited: dict[int, Passage] = {}
+
+    def keep_valid(match: re.Match[str]) -> str:
+        nums = [int(x) for x in match.group(1).split(",")]
+        valid = [n for n in nums if n in by_n]
+        for n in valid:
+            cited.setdefault(n, by_n[n])
+        return f"[{', '.join(map(str, valid))}]" if valid else ""
+
+    cleaned = _MARKER.sub(keep_valid, answer)
+    cleaned = re.sub(r"[ \t]+([.,;:])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned)).strip()
+    return cleaned, [cited[n] for n in sorted(cited)]
+
+
+def is_refusal(answer: str) -> bool:
+    norm = " ".join(answer.lower().replace("’", "'").split())
+    key = " ".join(REFUSAL.lower().split()).rstrip(".")
+    return key in norm or any(p in norm for p in (
+        "can't answer that from the provided", "cannot answer that from the provided",
+        "do not contain the answer", "don't contain the answer", "not in the provided documents"))
+
+
+def content_words(text: str) -> list[str]:
+    words = (w.strip(".:/-").lower() for w in _WORD.findall(_MARKER.sub(" ", text)))
+    return [w for w in words if w and w not in _STOP]
+
+
+def support_score(answer: str, passages: Sequence[Passage]) -> float:
+    """Share of the answer's content words that occur in the given passages (0..1)."""
+    words = content_words(answer)
+    if not words:
+        return 0.0
+    vocab = set(content_words(" ".join(p.text for p in passages)))
+    return sum(w in vocab for w in words) / len(words)

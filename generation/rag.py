@@ -1,0 +1,129 @@
+"""Answer a question from retrieved passages: refuse below a retrieval threshold without calling
+the model, fit the prompt in the context budget, stream the answer, then map citations and check
+support. Works with any `Generator`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .generator import Generator, SamplingConfig
+from .grounding import (
+    MODES,
+    REFUSAL,
+    Example,
+    Passage,
+    extract_citations,
+    final_answer,
+    fit_passages,
+    is_refusal,
+    support_score,
+)
+
+
+class HitLike(Protocol):
+    chunk_id: int
+    doc_id: str
+    source: str
+    page: int | None
+    text: str
+    score: float
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AskConfig:
+    k: int = field(default=5, metadata={"help": "passages retrieved"})
+    max_new_tokens: int = field(default=256, metadata={"help": "answer length cap"})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy"})
+    mode: str = field(default="zero_shot", metadata={"help": "zero_shot | few_shot | cot"})
+    examples: tuple[Example, ...] = ()
+    min_score: float = field(default=0.3, metadata={"help": "refuse if the best passage "
+                                                            "scores below this"})
+    support_threshold: float = field(default=0.5, metadata={"help": "grounded if this share of "
+                                                                    "answer words is supported"})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= 100:
+            raise ValueError(f"k {self.k!r} must be between 1 and 100")
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} must be one of {', '.join(MODES)}")
+        if not 0 <= self.support_threshold <= 1:
+            raise ValueError(f"support_threshold {self.support_threshold!r} must be in [0, 1]")
+
+
+@dataclass
+class Answer:
+    answer: str
+    citations: list[Passage]
+    refused: bool
+    grounded: bool
+    support_score: float
+    passages: list[Passage]
+    refusal_reason: str | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def to_passages(hits: Sequence[HitLike]) -> list[Passage]:
+    return [Passage(n=i, text=h.text, source=h.source, page=h.page, score=h.score,
+                    doc_id=h.doc_id, chunk_id=h.chunk_id, metadata=h.metadata)
+            for i, h in enumerate(hits, 1)]
+
+
+def refusal(passages: list[Passage], reason: str) -> Answer:
+    return Answer(answer=REFUSAL, citations=[], refused=True, grounded=True, support_score=1.0,
+                  passages=passages, refusal_reason=reason)
+
+
+class RagAnswerer:
+    """`get_generator` is called only when the model is needed, so refusals below the retrieval
+    threshold never load it."""
+
+    def __init__(self, get_generator: Callable[[], Generator]) -> None:
+        self.get_generator = get_generator
+
+    def stream(self, question: str, hits: Sequence[HitLike],
+               config: AskConfig) -> Iterator[str | Answer]:
+        """Yields answer text pieces as they are generated, then one final `Answer`."""
+        passages = to_passages(hits)
+        best = max((p.score for p in passages), default=float("-inf"))
+        if best < config.min_score:
+            yield REFUSAL
+            yield refusal(passages, f"no passage scored above {config.min_score:g} "
+                                    f"(best {best:.3f})")
+            return
+        generator = self.get_generator()
+        kept, messages = fit_passages(
+            question, passages, generator.prompt_tokens, generator.context_length,
+            config.max_new_tokens, config.mode, config.examples)
+        sampling = SamplingConfig(max_new_tokens=config.max_new_tokens,
+                                  temperature=config.temperature)
+        start, pieces = time.perf_counter(), []
+        for piece in generator.stream(messages, sampling):
+            pieces.append(piece)
+            yield piece
+        answer = self.finish("".join(pieces), kept, config)
+        answer.stats["generate_s"] = time.perf_counter() - start
+        yield answer
+
+    def answer(self, question: str, hits: Sequence[HitLike], config: AskConfig) -> Answer:
+        final = None
+        for item in self.stream(question, hits, config):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    @staticmethod
+    def finish(raw: str, passages: list[Passage], config: AskConfig) -> Answer:
+        text = final_answer(raw, config.mode)
+        if is_refusal(text) or not text:
+            return refusal(passages, "the model found no answer in the passages")
+        cleaned, cited = extract_citations(text, passages)
+        support = support_score(cleaned, cited or passages)
+        return Answer(answer=cleaned, citations=cited, refused=False,
+                      grounded=bool(cited) and support >= config.support_threshold,
+                      support_score=round(support, 3), passages=passages)

@@ -1,0 +1,85 @@
+"""Prompt budget, citation mapping, refusal detection and support scoring."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from generation.grounding import (
+    REFUSAL,
+    Example,
+    Passage,
+    build_messages,
+    extract_citations,
+    final_answer,
+    fit_passages,
+    is_refusal,
+    support_score,
+)
+
+
+def _tokens(messages: list[dict[str, str]]) -> int:
+    return sum(len(m["content"].split()) + 4 for m in messages)
+
+
+def _passages(n: int, seed: int = 0) -> list[Passage]:
+    rng = random.Random(seed)
+    return [Passage(n=i + 1, text=" ".join(f"w{rng.randint(0, 99)}"
+                                           for _ in range(rng.randint(5, 120))),
+                    source=f"doc{i}.md", page=None, score=rng.random()) for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_prompt_never_exceeds_the_budget(seed: int) -> None:
+    rng = random.Random(seed)
+    context, max_new = rng.randint(300, 2000), rng.randint(16, 256)
+    passages = _passages(rng.randint(1, 30), seed)
+    kept, messages = fit_passages("what is w5?", passages, _tokens, context, max_new)
+    assert _tokens(messages) + max_new <= context
+    kept_scores = [p.score for p in kept]
+    dropped = sorted(p.score for p in passages)[: len(passages) - len(kept)]
+    assert all(s >= max(dropped, default=-1) for s in kept_scores), "lowest scores dropped first"
+    assert [p.n for p in kept] == list(range(1, len(kept) + 1)), "renumbered 1..n"
+
+
+def test_budget_too_small_is_an_error() -> None:
+    with pytest.raises(ValueError, match="prompt budget"):
+        fit_passages("question " * 500, _passages(3), _tokens, 300, 50)
+    with pytest.raises(ValueError, match="context length"):
+        fit_passages("q", _passages(3), _tokens, 300, 300)
+
+
+def test_citations_come_from_markers_present_and_bad_markers_are_removed() -> None:
+    passages = _passages(3)
+    answer, cited = extract_citations("It is 42 ML/d [2]. Also [7] and [1, 9].", passages)
+    assert [p.n for p in cited] == [1, 2]
+    assert answer == "It is 42 ML/d [2]. Also and [1]."
+    assert extract_citations("no markers", passages) == ("no markers", [])
+
+
+def test_modes() -> None:
+    p = _passages(2)
+    assert build_messages("q", p)[0]["role"] == "system"
+    assert "Reasoning" in build_messages("q", p, mode="cot")[0]["content"]
+    few = build_messages("q", p, mode="few_shot", examples=[Example("eq", "ea [1]")])
+    assert [m["role"] for m in few] == ["system", "user", "assistant", "user"]
+    with pytest.raises(ValueError, match="needs at least one example"):
+        build_messages("q", p, mode="few_shot")
+    with pytest.raises(ValueError, match="mode"):
+        build_messages("q", p, mode="tree_of_thought")
+    assert final_answer("Reasoning: passage 1 says so.\nAnswer: 15 days [1]", "cot") == "15 days [1]"
+    assert final_answer(" plain ", "zero_shot") == "plain"
+
+
+def test_refusal_detection() -> None:
+    assert is_refusal(REFUSAL)
+    assert is_refusal("Sorry - I can’t answer that from the provided documents.")
+    assert not is_refusal("The capacity is 42 ML/d [1].")
+
+
+def test_support_score() -> None:
+    p = [Passage(1, "Sallow Cross treats 42 ML/d of river water.", "a", None, 1.0)]
+    assert support_score("Sallow Cross treats 42 ML/d [1].", p) == 1.0
+    assert support_score("Penguins enjoy jazz music.", p) == 0.0
+    assert 0 < support_score("Sallow Cross treats penguins.", p) < 1
