@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from generation.errors import GenerationError
 from ingest.errors import IngestError
 from retrieval.errors import RetrievalError
 
@@ -117,8 +118,45 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     svc = _services(settings)
-    emb = svc.embedder
-    print(f"embedder ready: {emb.name} (dim {emb.dim})")
+    registry = svc.model_registry()
+    if args.action == "import-gguf":
+        if not args.file or not args.name:
+            raise ValueError("models import-gguf needs FILE and --name NAME")
+        path = registry.import_gguf(Path(args.file), args.name, progress=print)
+        print(f"imported {args.file} as {args.name} ({path}); use it with RAGTUNE_GENERATOR={args.name}")
+    elif args.action == "list":
+        for m in registry.list():
+            print(f"{m.name}\t{m.size_bytes / 1e6:.0f} MB\t{m.source}")
+    else:
+        emb = svc.embedder
+        print(f"embedder ready: {emb.name} (dim {emb.dim})")
+        print(f"generator ready: {svc.generator_path(progress=print)}")
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from generation.rag import Answer
+
+    svc = _services(settings)
+    config = svc.ask_config(k=args.k, max_new_tokens=args.max_new_tokens, mode=args.mode)
+    answer = None
+    for item in svc.ask_stream(args.collection, args.question, config):
+        if isinstance(item, Answer):
+            answer = item
+        elif args.stream and not args.json:
+            print(item, end="", flush=True)
+    assert answer is not None
+    if args.json:
+        from .routers.ask import answer_out
+
+        print(answer_out(answer).model_dump_json(indent=2))
+        return 0
+    print(("\n" if args.stream else "") + ("" if args.stream else answer.answer))
+    for c in answer.citations:
+        page = f" p.{c.page}" if c.page else ""
+        print(f"  [{c.n}] {c.source}{page}")
+    flags = f"refused={answer.refused} grounded={answer.grounded} support={answer.support_score}"
+    print(f"  ({flags})")
     return 0
 
 
@@ -157,8 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_search)
 
-    m = sub.add_parser("models", help="prepare or list models")
-    m.add_argument("action", nargs="?", default="prepare", choices=["prepare"])
+    a = sub.add_parser("ask", help="a grounded answer with citations")
+    a.add_argument("question")
+    a.add_argument("-c", "--collection", required=True)
+    a.add_argument("-k", type=int, default=5)
+    a.add_argument("--max-new-tokens", type=int)
+    a.add_argument("--mode", default="zero_shot", choices=["zero_shot", "cot"])
+    a.add_argument("--stream", action="store_true", help="print tokens as they come")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_ask)
+
+    m = sub.add_parser("models", help="prepare, list or import generator models")
+    m.add_argument("action", nargs="?", default="prepare", choices=["prepare", "list", "import-gguf"])
+    m.add_argument("file", nargs="?", help="GGUF file, for import-gguf")
+    m.add_argument("--name", help="name to import the GGUF as")
     m.set_defaults(func=cmd_models)
     return p
 
@@ -171,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
         return int(args.func(args, settings))
-    except (RetrievalError, IngestError, ValueError) as exc:
+    except (RetrievalError, IngestError, GenerationError, ValueError) as exc:
         print(f"ragtune: error: {_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

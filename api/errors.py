@@ -7,6 +7,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from generation.errors import GenerationError, ModelImportError, ModelNotFound, PromptTooLong
 from ingest.errors import IngestError, UnsupportedFileType
 from retrieval.errors import (
     CollectionExists,
@@ -35,6 +36,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (CollectionNotFound, 404, "not_found"),
     (DocumentNotFound, 404, "not_found"),
     (NotFound, 404, "not_found"),
+    (ModelNotFound, 404, "model_not_found"),
     (CollectionExists, 409, "conflict"),
     (EmbedderMismatch, 409, "embedder_mismatch"),
     (UploadTooLarge, 413, "too_large"),
@@ -42,7 +44,10 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (InvalidName, 422, "invalid"),
     (BadRequest, 422, "invalid"),
     (IngestError, 422, "ingest_error"),
+    (PromptTooLong, 422, "prompt_too_long"),
+    (ModelImportError, 422, "model_import_failed"),
     (ValueError, 422, "invalid"),
+    (GenerationError, 503, "generator_unavailable"),
 ]
 
 

@@ -51,6 +51,8 @@ class AskConfig:
             raise ValueError(f"k {self.k!r} must be between 1 and 100")
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} must be one of {', '.join(MODES)}")
+        if self.mode == "few_shot" and not self.examples:
+            raise ValueError("mode 'few_shot' needs at least one example")
         if not 0 <= self.support_threshold <= 1:
             raise ValueError(f"support_threshold {self.support_threshold!r} must be in [0, 1]")
 

@@ -1,0 +1,284 @@
+"""The Generator protocol (chat messages in, streamed text out) and its Hugging Face implementation.
+
+`HFGenerator` runs `model.generate` in a worker thread and streams text through a
+`TextIteratorStreamer`. One lock per model serialises requests for the whole of a stream; when a
+consumer stops early (or hits a stop string) the worker is told to stop through a stopping
+criterion and the lock is released as soon as it has. Prompts use the tokenizer's chat template,
+or a plain "System:/User:/Assistant:" layout for tokenizers that have none.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import GenerationError, PromptTooLong
+from .loading import LoadedModel
+
+Messages = list[dict[str, str]]
+ROLES = ("system", "user", "assistant")
+FALLBACK_STOPS = ("\nUser:", "\nSystem:")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """How to pick tokens: greedy when temperature is 0."""
+
+    max_new_tokens: int = field(default=256, metadata={"help": "answer length cap, 1..4096"})
+    temperature: float = field(default=0.0, metadata={"help": "0 = greedy, up to 2"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass, (0, 1]"})
+    stop: tuple[str, ...] = field(default=(), metadata={"help": "cut the answer before these"})
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise ValueError(f"max_new_tokens {self.max_new_tokens!r} must be in 1..4096")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ValueError(f"temperature {self.temperature!r} must be in 0..2 (0 = greedy)")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p {self.top_p!r} must be in (0, 1]")
+        if isinstance(self.stop, str) or not all(isinstance(s, str) and s for s in self.stop):
+            raise ValueError(f"stop {self.stop!r} must be a tuple of non-empty strings")
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """Turns chat messages into a streamed answer."""
+
+    name: str
+    context_length: int
+
+    def stream(self, messages: Messages, sampling: SamplingConfig) -> Iterator[str]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def prompt_tokens(self, messages: Messages) -> int: ...
+
+
+def generate(gen: Generator, messages: Messages, sampling: SamplingConfig) -> str:
+    """The whole answer at once."""
+    return "".join(gen.stream(messages, sampling))
+
+
+def check_messages(messages: Messages) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict) or msg.get("role") not in ROLES:
+            raise ValueError(f"message {i} needs a role among {', '.join(ROLES)}: {msg!r}")
+        if not isinstance(msg.get("content"), str):
+            raise ValueError(f"message {i} needs a string 'content'")
+
+
+def fallback_prompt(messages: Messages) -> str:
+    """A plain prompt for models whose tokenizer has no chat template."""
+    turns = [f"{m['role'].capitalize()}: {m['content'].strip()}" for m in messages]
+    return "\n\n".join(turns) + "\n\nAssistant:"
+
+
+def render_prompt(tokenizer: Any, messages: Messages) -> str:
+    """The prompt text for `messages`, ending where the assistant's answer starts."""
+    if not getattr(tokenizer, "chat_template", None):
+        return fallback_prompt(messages)
+    try:
+        return _apply_template(tokenizer, messages)
+    except Exception as exc:  # jinja's TemplateError, e.g. templates that refuse a system role
+        if messages[0]["role"] != "system" or len(messages) < 2:
+            raise GenerationError(f"the model's chat template rejected the messages: {exc}") from exc
+    merged = {"role": messages[1]["role"],
+              "content": f"{messages[0]['content']}\n\n{messages[1]['content']}"}
+    return _apply_template(tokenizer, [merged, *messages[2:]])
+
+
+def _apply_template(tokenizer: Any, messages: Messages) -> str:
+    return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+
+
+def _partial_stop(text: str, stops: Sequence[str]) -> int:
+    """Length of the longest tail of `text` that could be the start of a stop string."""
+    longest = min(len(text), max(len(s) for s in stops) - 1)
+    for k in range(longest, 0, -1):
+        tail = text[-k:]
+        if any(s.startswith(tail) for s in stops):
+            return k
+    return 0
+
+
+def cut_at_stops(pieces: Iterable[str], stops: Sequence[str]) -> Iterator[str]:
+    """Pass text through until the first stop string, which (and all after it) is dropped.
+
+    Text that might be the start of a stop string is held back until it is known not to be.
+    """
+    if not stops:
+        yield from (p for p in pieces if p)
+        return
+    buf = ""
+    for piece in pieces:
+        buf += piece
+        hits = [i for i in (buf.find(s) for s in stops) if i >= 0]
+        if hits:
+            if min(hits) > 0:
+                yield buf[: min(hits)]
+            return
+        keep = _partial_stop(buf, stops)
+        if len(buf) > keep:
+            yield buf[: len(buf) - keep]
+            buf = buf[len(buf) - keep:]
+    if buf:
+        yield buf
+
+
+@dataclass(frozen=True)
+class GenerationStats:
+    """Timings of one generate call (the wait for the model lock is `queued_s`, not in TTFT)."""
+
+    prompt_tokens: int
+    new_tokens: int
+    time_to_first_token_s: float
+    prefill_tok_s: float
+    decode_tok_s: float
+    queued_s: float
+    total_s: float
+
+
+class _Probe:
+    """A stopping criterion: notes when each token is produced and stops when cancelled."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.times: list[float] = []
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        self.times.append(time.perf_counter())
+        return torch.full((input_ids.shape[0],), self.cancel.is_set(), dtype=torch.bool,
+                          device=input_ids.device)
+
+
+class _Job:
+    """One model.generate call running in a worker thread, streaming decoded text."""
+
+    def __init__(self, loaded: LoadedModel, input_ids: list[int], max_new_tokens: int,
+                 sampling: SamplingConfig) -> None:
+        from transformers import TextIteratorStreamer
+
+        self.loaded = loaded
+        self.input_ids = input_ids
+        self.max_new_tokens = max_new_tokens
+        self.sampling = sampling
+        self.probe = _Probe()
+        self.streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True,
+                                             skip_special_tokens=True)
+        self.error: BaseException | None = None
+        self.started = 0.0
+        self.finished = 0.0
+        self.thread = threading.Thread(target=self._work, name="hf-generate", daemon=True)
+
+    def _generate_kwargs(self) -> dict[str, Any]:
+        import torch
+        from transformers import StoppingCriteriaList
+
+        loaded, s = self.loaded, self.sampling
+        ids = torch.tensor([self.input_ids], dtype=torch.long, device=loaded.model.device)
+        pad = loaded.tokenizer.pad_token_id
+        kwargs: dict[str, Any] = {
+            "input_ids": ids,
+            "attention_mask": torch.ones_like(ids),
+            "max_new_tokens": self.max_new_tokens,
+            "eos_token_id": loaded.eos_token_ids,
+            "pad_token_id": pad if pad is not None else loaded.eos_token_ids[0],
+            "streamer": self.streamer,
+            "stopping_criteria": StoppingCriteriaList([self.probe]),
+            "do_sample": s.temperature > 0,
+        }
+        if s.temperature > 0:
+            kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=0)
+        else:  # the model's own sampling defaults would only trigger warnings under greedy
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def _work(self) -> None:
+        try:
+            self.loaded.model.generate(**self._generate_kwargs())
+        except BaseException as exc:  # surfaced to the consumer, never lost in the thread
+            self.error = exc
+            self.streamer.end()
+        finally:
+            self.finished = time.perf_counter()
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.probe.cancel.set()
+        if self.thread.ident is not None:  # started
+            self.thread.join()
+
+    def stats(self, queued_s: float) -> GenerationStats:
+        times, n, prompt = self.probe.times, len(self.probe.times), len(self.input_ids)
+        ttft = times[0] - self.started if times else 0.0
+        decode_s = times[-1] - times[0] if n > 1 else 0.0
+        return GenerationStats(
+            prompt_tokens=prompt,
+            new_tokens=n,
+            time_to_first_token_s=ttft,
+            prefill_tok_s=prompt / ttft if ttft > 0 else 0.0,
+            decode_tok_s=(n - 1) / decode_s if decode_s > 0 else 0.0,
+            queued_s=queued_s,
+            total_s=(self.finished or time.perf_counter()) - self.started,
+        )
+
+
+class HFGenerator:
+    """A loaded Hugging Face causal LM behind the Generator protocol; one generation at a time."""
+
+    def __init__(self, loaded: LoadedModel) -> None:
+        self.loaded = loaded
+        self.name = loaded.name
+        self.context_length = loaded.context_length
+        self.last_stats: GenerationStats | None = None
+        # A plain Lock, not an RLock: a streaming response may resume the generator (and so release
+        # the lock) on a different thread from the one that acquired it.
+        self._lock = threading.Lock()
+        self._fallback = not getattr(loaded.tokenizer, "chat_template", None)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.loaded.tokenizer.encode(text, add_special_tokens=False))
+
+    def _encode(self, messages: Messages) -> list[int]:
+        check_messages(messages)
+        prompt = render_prompt(self.loaded.tokenizer, messages)
+        # A chat template writes its own special tokens; the fallback prompt wants the usual BOS.
+        ids = self.loaded.tokenizer.encode(prompt, add_special_tokens=self._fallback)
+        return list(ids)
+
+    def prompt_tokens(self, messages: Messages) -> int:
+        return len(self._encode(messages))
+
+    def stream(self, messages: Messages, sampling: SamplingConfig) -> Iterator[str]:
+        """Checks and tokenises now (so errors raise here); generates lazily as it is iterated."""
+        ids = self._encode(messages)
+        room = self.context_length - len(ids)
+        if room < 1:
+            raise PromptTooLong(len(ids), self.context_length)
+        stops = sampling.stop + (FALLBACK_STOPS if self._fallback else ())
+        return self._run(ids, min(sampling.max_new_tokens, room), sampling, stops)
+
+    def _run(self, ids: list[int], max_new: int, sampling: SamplingConfig,
+             stops: tuple[str, ...]) -> Iterator[str]:
+        job = _Job(self.loaded, ids, max_new, sampling)
+        asked = time.perf_counter()
+        self._lock.acquire()
+        try:
+            job.start()
+            yield from cut_at_stops(job.streamer, stops)
+            if job.error is not None:
+                raise GenerationError(f"generation failed: {job.error}") from job.error
+        finally:
+            job.stop()
+            self.last_stats = job.stats(queued_s=job.started - asked)
+            self._lock.release()

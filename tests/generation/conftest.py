@@ -1,0 +1,57 @@
+"""Generation fixtures: the packaged GGUF imported once per session, and models loaded from it once.
+
+The import (GGUF → model directory) is the slow step, so it happens a single time, into a
+session-scoped temporary registry that every generation test shares.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from generation.generator import HFGenerator
+from generation.loading import LoadConfig, LoadedModel, load_model
+from generation.models import ModelRegistry, packaged_gguf
+
+
+@dataclass
+class ImportedModel:
+    registry: ModelRegistry
+    path: Path
+    seconds: float
+    messages: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def imported_model(tmp_path_factory: pytest.TempPathFactory) -> ImportedModel:
+    try:
+        packaged_gguf()
+    except Exception as exc:  # the package is part of `make install`; say so instead of failing
+        pytest.skip(str(exc))
+    registry = ModelRegistry(tmp_path_factory.mktemp("models"))
+    messages: list[str] = []
+    started = time.perf_counter()
+    path = registry.ensure_default(progress=messages.append)
+    return ImportedModel(registry, path, time.perf_counter() - started, messages)
+
+
+@pytest.fixture(scope="session")
+def bf16_model(imported_model: ImportedModel) -> LoadedModel:
+    """The fastest dtype on CPU; used where the test is about streaming, not quantisation."""
+    return load_model(str(imported_model.path), LoadConfig(quantization="bf16", device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def nf4_model(imported_model: ImportedModel) -> LoadedModel:
+    return load_model(str(imported_model.path), LoadConfig(quantization="nf4", device="cpu"))
+
+
+@pytest.fixture
+def hf_generator(bf16_model: LoadedModel) -> Iterator[HFGenerator]:
+    gen = HFGenerator(bf16_model)
+    yield gen
+    assert not gen._lock.locked(), "a test left the model lock held"
