@@ -205,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_ask)
 
+    from . import cli_eval
+
+    cli_eval.add_parser(sub, lambda s: _services(s))
+
     m = sub.add_parser("models", help="prepare, list or import generator models")
     m.add_argument("action", nargs="?", default="prepare", choices=["prepare", "list", "import-gguf"])
     m.add_argument("file", nargs="?", help="GGUF file, for import-gguf")

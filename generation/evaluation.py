@@ -124,3 +124,20 @@ def evaluate(questions: Iterable[GoldQuestion],
         answer = ask(gold.question)
         results.append(score_one(gold, answer, time.perf_counter() - start))
     return summarise(results), [asdict(r) for r in results]
+
+
+def calibrate_threshold(answerable: list[float], unanswerable: list[float],
+                        max_false_refusal: float = 0.05) -> tuple[float, dict[str, float]]:
+    """The retrieval-score threshold that refuses the most unanswerable questions while refusing
+    at most `max_false_refusal` of the answerable ones (scores are each question's best passage)."""
+    if not answerable or not unanswerable:
+        raise ValueError("calibration needs both answerable and unanswerable questions")
+    best = (min(answerable) - 1e-6, 0.0, 0.0)
+    for t in sorted(set(answerable) | set(unanswerable)):
+        false_refusal = fmean(s < t for s in answerable)
+        refusal = fmean(s < t for s in unanswerable)
+        if false_refusal <= max_false_refusal and refusal >= best[1]:
+            best = (t, refusal, false_refusal)
+    threshold, refusal, false_refusal = best
+    return round(threshold, 4), {"refusal_rate": round(refusal, 4),
+                                 "false_refusal_rate": round(false_refusal, 4)}

@@ -150,3 +150,27 @@ def support_score(answer: str, passages: Sequence[Passage]) -> float:
         return 0.0
     vocab = set(content_words(" ".join(p.text for p in passages)))
     return sum(w in vocab for w in words) / len(words)
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+
+
+def attribute(answer: str, passages: Sequence[Passage], min_support: float = 0.6) -> str:
+    """Add a [n] marker to each uncited sentence that one passage supports well enough.
+
+    Small models often state a fact from a passage without citing it; the citation is then
+    recovered from lexical support instead of lost. Sentences no passage supports stay uncited.
+    """
+    if not passages:
+        return answer
+    out = []
+    for sentence in _SENTENCE.split(answer.strip()):
+        if _MARKER.search(sentence) or not content_words(sentence):
+            out.append(sentence)
+            continue
+        best = max(passages, key=lambda p: support_score(sentence, [p]))
+        if support_score(sentence, [best]) >= min_support:
+            body, end = (sentence[:-1], sentence[-1]) if sentence[-1] in ".!?" else (sentence, "")
+            sentence = f"{body} [{best.n}]{end}"
+        out.append(sentence)
+    return " ".join(out)

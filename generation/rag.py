@@ -15,6 +15,7 @@ from .grounding import (
     MODES,
     REFUSAL,
     Example,
+    attribute,
     Passage,
     extract_citations,
     final_answer,
@@ -124,7 +125,7 @@ class RagAnswerer:
         text = final_answer(raw, config.mode)
         if is_refusal(text) or not text:
             return refusal(passages, "the model found no answer in the passages")
-        cleaned, cited = extract_citations(text, passages)
+        cleaned, cited = extract_citations(attribute(text, passages), passages)
         support = support_score(cleaned, cited or passages)
         return Answer(answer=cleaned, citations=cited, refused=False,
                       grounded=bool(cited) and support >= config.support_threshold,

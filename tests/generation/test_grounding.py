@@ -83,3 +83,27 @@ def test_support_score() -> None:
     assert support_score("Sallow Cross treats 42 ML/d [1].", p) == 1.0
     assert support_score("Penguins enjoy jazz music.", p) == 0.0
     assert 0 < support_score("Sallow Cross treats penguins.", p) < 1
+
+
+def test_calibrated_threshold_separates_scores() -> None:
+    from generation.evaluation import calibrate_threshold
+
+    t, stats = calibrate_threshold([0.6, 0.7, 0.8, 0.9], [0.2, 0.3, 0.65], max_false_refusal=0.0)
+    assert 0.3 < t <= 0.6
+    assert stats == {"refusal_rate": round(2 / 3, 4), "false_refusal_rate": 0.0}
+    t, stats = calibrate_threshold([0.6, 0.7, 0.8, 0.9], [0.2, 0.3, 0.65], max_false_refusal=0.25)
+    assert 0.65 <= t <= 0.7 and stats["refusal_rate"] == 1.0
+    with pytest.raises(ValueError, match="both"):
+        calibrate_threshold([], [0.1])
+
+
+def test_attribution_cites_supported_uncited_sentences_only() -> None:
+    from generation.grounding import attribute
+
+    p = [Passage(1, "Stage 2 complaints are answered within 15 working days.", "a.md", None, .9),
+         Passage(2, "Sallow Cross treats 42 ML/d of river water.", "b.md", None, .8)]
+    out = attribute("Sallow Cross treats 42 ML/d. Penguins like jazz. Stage 2 takes 15 working "
+                    "days [1].", p)
+    assert out == ("Sallow Cross treats 42 ML/d [2]. Penguins like jazz. Stage 2 takes 15 working "
+                   "days [1].")
+    assert attribute("anything", []) == "anything"
