@@ -217,8 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def setup_logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # pypdf warns once per glyph it cannot map; the per-file result already says what matters
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    for noisy in ("httpx", "sentence_transformers", "faiss"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    setup_logging()
     if args.command == "collections" and args.action != "list" and not args.name:
         print("ragtune: error: collections create/delete needs a NAME", file=sys.stderr)
         return 2

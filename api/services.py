@@ -5,11 +5,13 @@ Heavy models load lazily, once per process, on first use.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from generation.eval_runs import EvalStore
 from generation.generator import Generator
 from generation.grounding import Example
 from generation.rag import Answer, AskConfig, RagAnswerer
@@ -25,6 +27,8 @@ from retrieval.types import Hit, SearchFilter
 
 from .settings import Settings
 
+log = logging.getLogger("ragtune")
+
 
 class Services:
     def __init__(self, settings: Settings, embedder: Embedder | None = None,
@@ -37,6 +41,7 @@ class Services:
         self._lock = threading.Lock()
         self._gen_lock = threading.Lock()
         self.ingest_worker = IngestWorker(settings.data_dir, self._run_job)
+        self.evals = EvalStore(settings.data_dir / "evals")
 
     @property
     def embedder(self) -> Embedder:
@@ -58,6 +63,9 @@ class Services:
                                     LoadConfig(quantization=self.settings.quantization,
                                                device=self.settings.device))
                 self._generator = HFGenerator(loaded)
+                log.info("generator %s loaded (%s on %s): %.0f MB in memory, %.1f s, context %d",
+                         loaded.name, loaded.quantization, loaded.device,
+                         loaded.footprint_bytes / 1e6, loaded.load_seconds, loaded.context_length)
             return self._generator
 
     @property
@@ -87,7 +95,9 @@ class Services:
         return AskConfig(k=k, max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
                          temperature=temperature, mode=mode, examples=examples,
                          min_score=self.settings.min_score,
-                         support_threshold=self.settings.support_threshold)
+                         focus_sentences=self.settings.focus_sentences,
+                         support_threshold=self.settings.support_threshold,
+                         refuse_ungrounded=self.settings.refuse_ungrounded)
 
     def ask_stream(self, name: str, question: str, config: AskConfig,
                    flt: SearchFilter | None = None) -> Iterator[str | Answer]:

@@ -32,9 +32,13 @@ class Settings(BaseSettings):
                            "`ragtune models list`, a local Hugging Face model directory, or a hub id")
     quantization: Literal["nf4", "int8", "bf16", "fp32"] = Field(
         "nf4", description="how the generator is loaded")
-    max_new_tokens: int = Field(256, ge=1, le=4096, description="default answer length cap")
-    min_score: float = Field(0.3, ge=-1, le=1, description="refuse without calling the model when "
+    max_new_tokens: int = Field(128, ge=1, le=4096, description="default answer length cap")
+    focus_sentences: int = Field(3, ge=0, le=50, description="lines of each retrieved chunk shown "
+                                 "to the model (the best-matching ones; 0 = whole chunks)")
+    min_score: float = Field(0.4, ge=-1, le=1, description="refuse without calling the model when "
                              "the best passage scores below this (cosine similarity)")
+    refuse_ungrounded: bool = Field(False, description="strict mode: replace an answer whose "
+                                    "support is below the threshold with the refusal sentence")
     support_threshold: float = Field(0.5, ge=0, le=1, description="an answer is `grounded` when "
                                      "this share of its words occurs in the cited passages")
 

@@ -31,8 +31,18 @@ class SamplingConfig:
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy, up to 2"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass, (0, 1]"})
     stop: tuple[str, ...] = field(default=(), metadata={"help": "cut the answer before these"})
+    repetition_penalty: float = field(default=1.0, metadata={
+        "help": "1 = off; >1 penalises every token already in the sequence, prompt included, "
+                "which also discourages copying from the context"})
+    loop_ngram: int = field(default=0, metadata={
+        "help": "0 = off; stop once the generated text repeats an n-gram of this many tokens it "
+                "already produced (small models loop under greedy decoding)"})
 
     def __post_init__(self) -> None:
+        if self.loop_ngram != 0 and not 2 <= self.loop_ngram <= 64:
+            raise ValueError(f"loop_ngram {self.loop_ngram!r} must be 0 (off) or in 2..64")
+        if not 1.0 <= self.repetition_penalty <= 2.0:
+            raise ValueError(f"repetition_penalty {self.repetition_penalty!r} must be in 1..2")
         if not 1 <= self.max_new_tokens <= 4096:
             raise ValueError(f"max_new_tokens {self.max_new_tokens!r} must be in 1..4096")
         if not 0.0 <= self.temperature <= 2.0:
@@ -143,19 +153,34 @@ class GenerationStats:
     total_s: float
 
 
-class _Probe:
-    """A stopping criterion: notes when each token is produced and stops when cancelled."""
+def repeats_ngram(tokens: Sequence[int], n: int) -> bool:
+    """True when the last `n` tokens already occurred earlier in `tokens`."""
+    if n <= 0 or len(tokens) < 2 * n:
+        return False
+    tail = list(tokens[-n:])
+    return any(list(tokens[i:i + n]) == tail for i in range(len(tokens) - 2 * n + 1))
 
-    def __init__(self) -> None:
+
+class _Probe:
+    """A stopping criterion: notes when each token is produced; stops when cancelled or when the
+    generated tokens start looping."""
+
+    def __init__(self, prompt_len: int = 0, loop_ngram: int = 0) -> None:
         self.cancel = threading.Event()
         self.times: list[float] = []
+        self.prompt_len = prompt_len
+        self.loop_ngram = loop_ngram
+        self.looped = False
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
         self.times.append(time.perf_counter())
-        return torch.full((input_ids.shape[0],), self.cancel.is_set(), dtype=torch.bool,
-                          device=input_ids.device)
+        if self.loop_ngram and not self.looped:
+            generated = input_ids[0, self.prompt_len:].tolist()
+            self.looped = repeats_ngram(generated, self.loop_ngram)
+        stop = self.cancel.is_set() or self.looped
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class _Job:
@@ -169,7 +194,7 @@ class _Job:
         self.input_ids = input_ids
         self.max_new_tokens = max_new_tokens
         self.sampling = sampling
-        self.probe = _Probe()
+        self.probe = _Probe(len(input_ids), sampling.loop_ngram)
         self.streamer = TextIteratorStreamer(loaded.tokenizer, skip_prompt=True,
                                              skip_special_tokens=True)
         self.error: BaseException | None = None
@@ -194,6 +219,8 @@ class _Job:
             "stopping_criteria": StoppingCriteriaList([self.probe]),
             "do_sample": s.temperature > 0,
         }
+        if s.repetition_penalty != 1.0:
+            kwargs["repetition_penalty"] = s.repetition_penalty
         if s.temperature > 0:
             kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=0)
         else:  # the model's own sampling defaults would only trigger warnings under greedy

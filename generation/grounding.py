@@ -174,3 +174,33 @@ def attribute(answer: str, passages: Sequence[Passage], min_support: float = 0.6
             sentence = f"{body} [{best.n}]{end}"
         out.append(sentence)
     return " ".join(out)
+
+
+_UNIT = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def focus(question: str, passages: Sequence[Passage], keep: int = 3) -> list[Passage]:
+    """Shorten each passage to its heading line and the `keep` sentences or table rows sharing the
+    most content words with the question, in their original order.
+
+    Small models read a few relevant lines far better than whole chunks; citations still point at
+    the full chunk (same n, chunk id and source).
+    """
+    wanted = {_stem(w) for w in content_words(question)}
+    out = []
+    for p in passages:
+        units = [u.strip() for u in _UNIT.split(p.text) if u.strip()]
+        if len(units) <= keep + 1:
+            out.append(p)
+            continue
+        head, body = units[0], units[1:]
+        overlap = [len(wanted & {_stem(w) for w in content_words(u)}) for u in body]
+        best = sorted(sorted(range(len(body)), key=lambda i: -overlap[i])[:keep])
+        text = "\n".join([head, *(body[i] for i in best)])
+        out.append(Passage(n=p.n, text=text, source=p.source, page=p.page, score=p.score,
+                           doc_id=p.doc_id, chunk_id=p.chunk_id, metadata=p.metadata))
+    return out

@@ -5,6 +5,7 @@ support. Works with any `Generator`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from .grounding import (
     Passage,
     extract_citations,
     final_answer,
+    focus,
     fit_passages,
     is_refusal,
     support_score,
@@ -46,6 +48,15 @@ class AskConfig:
                                                             "scores below this"})
     support_threshold: float = field(default=0.5, metadata={"help": "grounded if this share of "
                                                                     "answer words is supported"})
+    refuse_ungrounded: bool = field(default=False, metadata={"help": "refuse instead of giving an "
+                                                                     "answer that is not grounded"})
+    repetition_penalty: float = field(default=1.0, metadata={"help": "1 = off"})
+    focus_sentences: int = field(default=0, metadata={"help": "0 = whole chunks; else show the "
+                                                              "model only this many best lines "
+                                                              "of each chunk"})
+    loop_ngram: int = field(default=8, metadata={"help": "stop when the answer starts repeating "
+                                                         "itself (n-gram tokens; 0 = off)"})
+    stop: tuple[str, ...] = field(default=(), metadata={"help": "end the answer at these"})
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 100:
@@ -99,16 +110,22 @@ class RagAnswerer:
                                     f"(best {best:.3f})")
             return
         generator = self.get_generator()
+        shown = focus(question, passages, config.focus_sentences) if config.focus_sentences \
+            else passages
         kept, messages = fit_passages(
-            question, passages, generator.prompt_tokens, generator.context_length,
+            question, shown, generator.prompt_tokens, generator.context_length,
             config.max_new_tokens, config.mode, config.examples)
         sampling = SamplingConfig(max_new_tokens=config.max_new_tokens,
-                                  temperature=config.temperature)
+                                  temperature=config.temperature, stop=config.stop,
+                                  repetition_penalty=config.repetition_penalty,
+                                  loop_ngram=config.loop_ngram)
         start, pieces = time.perf_counter(), []
         for piece in generator.stream(messages, sampling):
             pieces.append(piece)
             yield piece
-        answer = self.finish("".join(pieces), kept, config)
+        by_chunk = {p.chunk_id: p for p in passages}
+        cited = [dataclasses.replace(by_chunk[k.chunk_id], n=k.n) for k in kept]
+        answer = self.finish("".join(pieces), cited, config)
         answer.stats["generate_s"] = time.perf_counter() - start
         yield answer
 
@@ -127,6 +144,9 @@ class RagAnswerer:
             return refusal(passages, "the model found no answer in the passages")
         cleaned, cited = extract_citations(attribute(text, passages), passages)
         support = support_score(cleaned, cited or passages)
-        return Answer(answer=cleaned, citations=cited, refused=False,
-                      grounded=bool(cited) and support >= config.support_threshold,
+        grounded = bool(cited) and support >= config.support_threshold
+        if config.refuse_ungrounded and not grounded:
+            return refusal(passages, f"the answer was not supported by the passages "
+                                     f"(support {support:.2f})")
+        return Answer(answer=cleaned, citations=cited, refused=False, grounded=grounded,
                       support_score=round(support, 3), passages=passages)

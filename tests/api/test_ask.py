@@ -169,3 +169,41 @@ def test_official_openai_client_against_a_live_server(services: Services) -> Non
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_strict_mode_refuses_ungrounded_answers(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "d", min_score=0.2, chunk_size=64, chunk_overlap=8,
+                        generator="scripted", refuse_ungrounded=True)
+    gen = ScriptedGenerator(lambda m: "Penguins play the trombone at midnight.")
+    svc = Services(settings, embedder=FakeEmbedder(), generator=gen)
+    svc.create_collection("kb")
+    svc.pipeline(svc.collection("kb")).run([text_doc("pumps.md", DOCS["pumps.md"], "md")])
+    answer = svc.ask("kb", "what does the blue pump do?", svc.ask_config())
+    assert answer.refused and "not supported" in (answer.refusal_reason or "")
+    svc.close()
+
+
+def test_evaluation_endpoint_runs_stores_and_lists(client: TestClient) -> None:
+    questions = [
+        {"id": "q1", "question": "what does the blue pump do?", "answers": ["uphill"],
+         "match": "any", "answerable": True, "doc": "pumps.md"},
+        {"id": "q2", "question": "zebra quantum jazz", "answers": [], "match": "none",
+         "answerable": False, "doc": None},
+    ]
+    r = client.post("/v1/collections/kb/evals", json={"questions": questions})
+    assert r.status_code == 202, r.text
+    eval_id = r.json()["eval_id"]
+    for _ in range(200):
+        run = client.get(f"/v1/evals/{eval_id}").json()
+        if run["state"] not in ("queued", "running"):
+            break
+        time.sleep(0.02)
+    assert run["state"] == "succeeded", run
+    s = run["summary"]
+    assert s["answer_accuracy"] == 1.0 and s["refusal_rate"] == 1.0 and s["hit_at_k"] == 1.0
+    assert s["citation_precision"] == 1.0
+    assert [q["id"] for q in run["results"]] == ["q1", "q2"]
+    assert eval_id in [e["eval_id"] for e in client.get("/v1/evals").json()]
+    bad = client.post("/v1/collections/kb/evals", json={"questions": [{"question": "x"}]})
+    assert bad.status_code == 422 and "answerable" in bad.json()["detail"]
+    assert client.get("/v1/evals/nope").status_code == 404

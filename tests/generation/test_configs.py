@@ -147,3 +147,12 @@ def test_eos_ids_missing_everywhere_is_an_error() -> None:
     model = SimpleNamespace(generation_config=None)
     with pytest.raises(GenerationError, match="EOS"):
         eos_token_ids(model, SimpleNamespace(eos_token_id=None))
+
+
+def test_repeats_ngram_only_looks_back_within_the_tokens_given() -> None:
+    from generation.generator import repeats_ngram
+
+    assert repeats_ngram([1, 2, 3, 9, 1, 2, 3], 3)
+    assert not repeats_ngram([1, 2, 3, 9, 1, 2, 4], 3)
+    assert not repeats_ngram([1, 2, 1, 2], 3), "too short to hold a repeat"
+    assert not repeats_ngram([5, 5, 5, 5], 0), "0 is off"

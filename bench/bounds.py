@@ -1,0 +1,38 @@
+"""This machine's physical bounds, measured in the same run as a benchmark: memory bandwidth (a
+large array copy) and peak matmul GFLOP/s (fp32, torch)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def memory_bandwidth_gbs(mb: int = 512, repeats: int = 5) -> float:
+    """Best-of copy bandwidth, counting bytes read plus bytes written."""
+    src = np.ones(mb * 1024 * 1024 // 8, dtype=np.float64)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t)
+    return 2 * src.nbytes / best / 1e9
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def measure() -> dict[str, float]:
+    return {"memory_bandwidth_gbs": round(memory_bandwidth_gbs(), 2),
+            "matmul_fp32_gflops": round(matmul_gflops(), 1)}
