@@ -57,11 +57,14 @@ class Services:
         with self._gen_lock:
             if self._generator is None:
                 from generation.generator import HFGenerator
-                from generation.loading import LoadConfig, load_model
+                from generation.loading import LoadConfig, load_model, resolve_quantization
 
-                loaded = load_model(self.generator_path(),
-                                    LoadConfig(quantization=self.settings.quantization,
-                                               device=self.settings.device))
+                path = self.generator_path()
+                mode, why = resolve_quantization(self.settings.quantization, path,
+                                                 self.settings.device)
+                log.info("loading generator %s as %s (%s)", path, mode, why)
+                loaded = load_model(path, LoadConfig(quantization=mode,
+                                                     device=self.settings.device))
                 self._generator = HFGenerator(loaded)
                 log.info("generator %s loaded (%s on %s): %.0f MB in memory, %.1f s, context %d",
                          loaded.name, loaded.quantization, loaded.device,

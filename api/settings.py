@@ -30,8 +30,9 @@ class Settings(BaseSettings):
     use_faiss_gpu: Literal["auto", "yes", "no"] = Field("auto", description="copy indexes to GPU")
     generator: str = Field("smollm2-135m-instruct", description="generator: a model name in "
                            "`ragtune models list`, a local Hugging Face model directory, or a hub id")
-    quantization: Literal["nf4", "int8", "bf16", "fp32"] = Field(
-        "nf4", description="how the generator is loaded")
+    quantization: Literal["auto", "nf4", "int8", "bf16", "fp32"] = Field(
+        "auto", description="how the generator is loaded; auto = nf4, except a model imported "
+                            "from an already-quantised GGUF on CPU, served de-quantised")
     max_new_tokens: int = Field(128, ge=1, le=4096, description="default answer length cap")
     focus_sentences: int = Field(3, ge=0, le=50, description="lines of each retrieved chunk shown "
                                  "to the model (the best-matching ones; 0 = whole chunks)")

@@ -180,11 +180,40 @@ def _verify_tokenizer(out: Path, original: Any) -> None:
         )
 
 
+# llama.cpp file types whose weights are not quantised: ALL_F32, MOSTLY_F16, MOSTLY_BF16
+UNQUANTISED_GGUF_TYPES = frozenset({0, 1, 32})
+
+
+def gguf_file_type(gguf: Path) -> int | None:
+    """The GGUF's `general.file_type` (llama.cpp's LLAMA_FTYPE), or None when it does not say."""
+    try:
+        import gguf as gguf_lib
+
+        field = gguf_lib.GGUFReader(str(gguf)).fields.get("general.file_type")
+        return int(field.parts[field.data[0]][0]) if field is not None else None
+    except Exception:  # noqa: BLE001 - the type is informative only
+        return None
+
+
+def is_prequantised(model_dir: Path) -> bool:
+    """True when the directory was imported from a GGUF whose weights were already quantised
+    (e.g. Q4_1): its safetensors hold those de-quantised values, and quantising them again to
+    NF4 compounds the rounding error."""
+    meta = read_meta(model_dir)
+    if "prequantised" in meta:
+        return bool(meta["prequantised"])
+    name = Path(str(meta.get("source", ""))).name
+    return bool(re.search(r"(?i)[._-]i?q\d", name))
+
+
 def _write_meta(out: Path, gguf: Path) -> None:
+    file_type = gguf_file_type(gguf)
     meta = {
         "source": str(gguf.resolve()),
         "sha256": sha256_file(gguf),
         "imported_at": datetime.now(UTC).isoformat(),
+        "gguf_file_type": file_type,
+        "prequantised": file_type is not None and file_type not in UNQUANTISED_GGUF_TYPES,
     }
     (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
@@ -193,7 +222,7 @@ def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def read_meta(model_dir: Path) -> dict[str, str]:
+def read_meta(model_dir: Path) -> dict[str, Any]:
     """The import record of a model directory, {} when it was not imported by ragtune."""
     try:
         data = json.loads((model_dir / META_FILE).read_text())

@@ -156,3 +156,26 @@ def test_repeats_ngram_only_looks_back_within_the_tokens_given() -> None:
     assert not repeats_ngram([1, 2, 3, 9, 1, 2, 4], 3)
     assert not repeats_ngram([1, 2, 1, 2], 3), "too short to hold a repeat"
     assert not repeats_ngram([5, 5, 5, 5], 0), "0 is off"
+
+
+def test_auto_quantization_does_not_requantise_a_quantised_gguf(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from generation.loading import resolve_quantization
+
+    gguf_dir, plain_dir = tmp_path / "from-gguf", tmp_path / "plain"
+    gguf_dir.mkdir()
+    plain_dir.mkdir()
+    (gguf_dir / "ragtune_model.json").write_text(json.dumps(
+        {"source": "/x/Model.Q4_1.gguf", "gguf_file_type": 3, "prequantised": True}))
+    assert resolve_quantization("auto", str(gguf_dir), "cpu")[0] == "fp32"
+    assert resolve_quantization("auto", str(plain_dir), "cpu")[0] == "nf4"
+    assert resolve_quantization("auto", "some/hub-id", "cpu")[0] == "nf4"
+    assert resolve_quantization("nf4", str(gguf_dir), "cpu") == ("nf4", "as configured")
+
+
+def test_imported_packaged_model_is_marked_prequantised(imported_model) -> None:  # type: ignore[no-untyped-def]
+    from generation.models import is_prequantised, read_meta
+
+    assert read_meta(imported_model.path)["gguf_file_type"] == 3  # MOSTLY_Q4_1
+    assert is_prequantised(imported_model.path)
