@@ -40,9 +40,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy ingest retrieval generation tuning api
 
+# The quick set (under 10 minutes here); full runs: python -m bench.ingest, bench.query, bench.scale
 bench: install
-	$(BIN)/python -m bench.ingest --quick
-	$(BIN)/python -m bench.query --quick
+	$(BIN)/python -m bench.ingest --quick --data-dir /tmp/ragtune-bench-quick
+	$(BIN)/python -m bench.query --quick --data-dir /tmp/ragtune-bench-quick
+	$(BIN)/python -m bench.generate --new-tokens 32
+	$(BIN)/python -m bench.scale --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -36,3 +36,13 @@ def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
 def measure() -> dict[str, float]:
     return {"memory_bandwidth_gbs": round(memory_bandwidth_gbs(), 2),
             "matmul_fp32_gflops": round(matmul_gflops(), 1)}
+
+
+def encoder_flops_per_token(st_model: object, seq_len: int) -> float:
+    """Forward FLOPs per token of a BERT-style encoder: 2 x non-embedding parameters, plus the
+    attention products (4 x layers x sequence length x hidden size)."""
+    auto = st_model[0].auto_model  # type: ignore[index]
+    cfg = auto.config
+    emb = sum(p.numel() for p in auto.embeddings.parameters())
+    dense = sum(p.numel() for p in auto.parameters()) - emb
+    return 2.0 * dense + 4.0 * cfg.num_hidden_layers * seq_len * cfg.hidden_size

@@ -12,6 +12,7 @@ from pathlib import Path
 from api.services import Services
 from api.settings import Settings
 
+from . import bounds
 from .common import SHARED, write
 
 
@@ -37,6 +38,19 @@ def main() -> None:
     report = svc.ingest_paths(args.collection, [corpus])
     summary = report.summary()
     stats = svc.catalog.get(args.collection).stats()
+    bound = bounds.measure()
+    coll = svc.catalog.get(args.collection)
+    texts = [h["text"] for h in coll.docstore.chunks_by_id(list(range(1, 501))).values()]
+    tokens = sum(svc.embedder.count_tokens(t) + 2 for t in texts) / max(len(texts), 1)
+    flops = bounds.encoder_flops_per_token(svc.embedder.model, int(tokens)) * tokens
+    bound_cps = bound["matmul_fp32_gflops"] * 1e9 / flops
+    summary["bound"] = {**bound, "tokens_per_chunk": round(tokens, 1),
+                        "gflop_per_chunk": round(flops / 1e9, 3),
+                        "embed_bound_chunks_per_s": round(bound_cps, 1),
+                        "ratio": round(summary["chunks_per_s"] / bound_cps, 3)}
+    print(f"bound: {bound_cps:.1f} chunks/s if embedding ran at peak matmul speed "
+          f"({bound['matmul_fp32_gflops']} GFLOP/s, {tokens:.0f} tokens/chunk); "
+          f"ratio {summary['bound']['ratio']}")
     print(f"documents {stats['documents']}  chunks {stats['chunks']}  "
           f"wall {summary['seconds']:.1f}s  {summary['chunks_per_s']} chunks/s")
     total = sum(summary["stage_seconds"].values())

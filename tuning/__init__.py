@@ -1,0 +1,1 @@
+"""Tuning: behaviour fine-tunes (LoRA, QLoRA, ...), their datasets, jobs and adapters."""
