@@ -103,7 +103,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
     svc = _services(settings)
     flt = SearchFilter(source=args.source, doc_id=args.doc_id)
-    hits = svc.search(args.collection, args.query, args.k, flt)
+    hits = svc.search(args.collection, args.query, args.k, flt, mode=args.mode)
     if args.json:
         print(json.dumps({"hits": [h.__dict__ for h in hits]}, indent=2))
         return 0
@@ -192,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("-k", type=int, default=5)
     q.add_argument("--source")
     q.add_argument("--doc-id")
+    q.add_argument("--mode", choices=["hybrid", "dense", "keyword"])
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_search)
 

@@ -23,6 +23,7 @@ def add_parser(sub: Any, services: Any) -> None:
     r.add_argument("--scifact", action="store_true", help=f"use {SCIFACT} (test split)")
     r.add_argument("-c", "--collection", help="collection to ingest into (default beir-<name>)")
     r.add_argument("--out", type=Path, help="write per-query results (JSON) here")
+    r.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "keyword"])
     r.set_defaults(func=lambda a, s: cmd_retrieval(a, s, services))
 
     q = esub.add_parser("answers", help="answer accuracy, refusal, citations on a golden set")
@@ -70,7 +71,7 @@ def cmd_retrieval(args: argparse.Namespace, settings: Settings, services: Any) -
     print(f"ingest: {report.count('added')} added, {report.count('unchanged')} unchanged")
     qrels = load_qrels(qrels_path)
     queries = {q: t for q, t in load_queries(queries_path).items() if q in qrels}
-    run = run_queries(svc.collection(name), svc.embedder, queries)
+    run = run_queries(svc.collection(name), svc.embedder, queries, mode=args.mode)
     means, per_query = score_run(run, qrels)
     print(f"{len(qrels)} queries: " + "  ".join(f"{k} {v:.4f}" for k, v in means.items()))
     _write(args.out, {"metrics": means, "per_query": per_query, "collection": name})

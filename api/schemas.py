@@ -72,6 +72,8 @@ class SearchRequest(BaseModel):
     query: str = Field(..., min_length=1, max_length=10_000)
     k: int = Field(5, ge=1, le=100)
     filter: SearchFilterIn | None = None
+    mode: str | None = Field(None, pattern="^(hybrid|dense|keyword)$",
+                             description="ranking; default RAGTUNE_SEARCH_MODE")
 
 
 class HitOut(BaseModel):

@@ -152,10 +152,11 @@ class Services:
         paths = [folder / f for f in job.files]
         return self.ingest_paths(job.collection, paths, job.metadata, on_result)
 
-    def search(self, name: str, query: str, k: int,
-               flt: SearchFilter | None = None) -> list[Hit]:
+    def search(self, name: str, query: str, k: int, flt: SearchFilter | None = None,
+               mode: str | None = None) -> list[Hit]:
         coll = self.collection(name)
-        return coll.search(self.embedder.embed_batch([query]), k, flt)[0]
+        return coll.search(self.embedder.embed_batch([query]), k, flt, query_texts=[query],
+                           mode=mode or self.settings.search_mode)[0]
 
     def close(self) -> None:
         self.ingest_worker.stop()

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1, le=4096, description="texts per embedding batch")
     chunk_size: int = Field(256, ge=16, le=8192, description="default chunk size (tokens)")
     chunk_overlap: int = Field(32, ge=0, description="default chunk overlap (tokens)")
+    search_mode: Literal["hybrid", "dense", "keyword"] = Field(
+        "hybrid", description="default ranking: hybrid (BM25 + dense, rank fusion), dense, keyword")
     max_upload_mb: float = Field(50.0, gt=0, description="largest accepted file in an upload")
     max_files_per_upload: int = Field(1000, ge=1, description="files in one upload request")
     zip_max_entries: int = Field(10_000, ge=1, description="most entries read from one .zip")

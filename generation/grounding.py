@@ -78,14 +78,15 @@ def build_messages(question: str, passages: Sequence[Passage], mode: str = "zero
 def fit_passages(question: str, passages: Sequence[Passage], prompt_tokens: Callable[[Messages], int],
                  context_length: int, max_new_tokens: int, mode: str = "zero_shot",
                  examples: Sequence[Example] = ()) -> tuple[list[Passage], Messages]:
-    """Keep the highest-scoring passages whose prompt leaves room for `max_new_tokens`.
+    """Keep the best-ranked passages whose prompt leaves room for `max_new_tokens`.
 
-    Passages are dropped lowest score first; if even none fit, ValueError says what to shorten.
+    `passages` come best first (retrieval order); they are dropped from the end, so the
+    lowest-ranked go first. If even none fit, ValueError says what to shorten.
     """
     if max_new_tokens >= context_length:
         raise ValueError(f"max_new_tokens {max_new_tokens} must be below the model's context "
                          f"length {context_length}")
-    kept = sorted(passages, key=lambda p: -p.score)
+    kept = list(passages)
     budget = context_length - max_new_tokens
     while True:
         numbered = [_renumber(p, i) for i, p in enumerate(kept, 1)]

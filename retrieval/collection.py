@@ -17,11 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .bm25 import BM25Index
 from .docstore import Docstore
+from .fusion import reciprocal_rank_fusion
 from .index import FaissIndex, NumpyIndex, VectorIndex
 from .types import ChunkRecord, CommitOutcome, DocumentRecord, Hit, SearchFilter
 
 INDEX_FILE = {"flat": "index.faiss", "numpy": "index.npz"}
+SEARCH_MODES = ("hybrid", "dense", "keyword")
+BM25_REBUILD_S = 5.0
 
 
 @dataclass
@@ -65,6 +69,9 @@ class Collection:
         self._dirty = False
         self._last_save = time.monotonic()
         self._revision = -1
+        self._bm25: BM25Index | None = None
+        self._bm25_revision = -1
+        self._bm25_built = 0.0
         self.reconcile()
 
     @property
@@ -156,18 +163,58 @@ class Collection:
 
     # -- reads ----------------------------------------------------------------------------------
 
-    def search(self, query_vectors: np.ndarray, k: int,
-               flt: SearchFilter | None = None) -> list[list[Hit]]:
+    def search(self, query_vectors: np.ndarray, k: int, flt: SearchFilter | None = None,
+               query_texts: list[str] | None = None, mode: str = "dense") -> list[list[Hit]]:
+        """Top-k hits per query. `dense` ranks by cosine similarity; `keyword` by BM25; `hybrid`
+        fuses both rankings (reciprocal rank fusion). A hit's score is always its cosine
+        similarity to the query, so thresholds mean the same in every mode."""
         if not 1 <= k <= 1000:
             raise ValueError(f"k {k!r} must be between 1 and 1000")
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"search mode {mode!r} must be one of {', '.join(SEARCH_MODES)}")
+        if mode != "dense" and (query_texts is None or len(query_texts) != len(query_vectors)):
+            raise ValueError(f"search mode {mode!r} needs the query texts")
         with self._lock:
             self._refresh_if_changed()
             allowed = None if flt is None or flt.is_empty() else self.docstore.filtered_chunk_ids(flt)
-            scores, ids = self.index.search(query_vectors, k, allowed_ids=allowed)
-            rows = self.docstore.chunks_by_id(sorted({int(i) for i in ids.ravel() if i >= 0}))
-        return [[Hit(chunk_id=int(i), score=float(s), **rows[int(i)])
-                 for s, i in zip(srow, irow, strict=True) if i >= 0 and int(i) in rows]
-                for srow, irow in zip(scores, ids, strict=True)]
+            depth = k if mode == "dense" else max(4 * k, 50)
+            scores, ids = self.index.search(query_vectors, depth, allowed_ids=allowed)
+            rankings = [[int(i) for i in row if i >= 0] for row in ids]
+            if mode != "dense":
+                bm25 = self._keyword_index()
+                keyword = [bm25.search(t, depth, allowed)[1].tolist() for t in query_texts or []]
+                rankings = [kw if mode == "keyword" else
+                            [i for i, _ in reciprocal_rank_fusion([dn, kw])]
+                            for dn, kw in zip(rankings, keyword, strict=True)]
+            rankings = [r[:k] for r in rankings]
+            wanted = sorted({i for r in rankings for i in r})
+            rows = self.docstore.chunks_by_id(wanted)
+            cosine = self._cosines(query_vectors, wanted)
+        return [[Hit(chunk_id=i, score=cosine[q].get(i, 0.0), **rows[i]) for i in r if i in rows]
+                for q, r in enumerate(rankings)]
+
+    def _cosines(self, queries: np.ndarray, ids: list[int]) -> list[dict[int, float]]:
+        vecs = {int(i): v for got, block in self.docstore.embeddings(np.array(ids), self.config.dim)
+                for i, v in zip(got, block, strict=True)}
+        order = list(vecs)
+        if not order:
+            return [{} for _ in queries]
+        sims = np.asarray(queries, dtype=np.float32) @ np.stack([vecs[i] for i in order]).T
+        return [dict(zip(order, map(float, row), strict=True)) for row in sims]
+
+    def _keyword_index(self) -> BM25Index:
+        """The BM25 index, rebuilt when the docstore changed (at most every few seconds while
+        writes keep coming, so a long ingest does not rebuild it on every search)."""
+        stale = self._bm25 is None or (self._bm25_revision != self._revision and
+                                       time.monotonic() - self._bm25_built > BM25_REBUILD_S)
+        if stale:
+            ids, texts = self.docstore.chunk_texts()
+            index = BM25Index()
+            index.build(ids, texts)
+            self._bm25, self._bm25_revision = index, self._revision
+            self._bm25_built = time.monotonic()
+        assert self._bm25 is not None
+        return self._bm25
 
     def documents(self, limit: int = 1000, offset: int = 0) -> list[DocumentRecord]:
         with self._lock:

@@ -51,14 +51,16 @@ def beir_doc_key(hit: Hit) -> str:
 
 def run_queries(collection: Collection, embedder: Embedder, queries: dict[str, str],
                 depth: int = 100, key: Callable[[Hit], str] = beir_doc_key,
-                batch: int = 256) -> dict[str, list[str]]:
+                batch: int = 256, mode: str = "dense") -> dict[str, list[str]]:
     """Document rankings per query id, from the top `depth` chunks."""
     ids = list(queries)
     run: dict[str, list[str]] = {}
     for start in range(0, len(ids), batch):
         part = ids[start:start + batch]
         vecs = embedder.embed_batch([queries[q] for q in part])
-        for qid, hits in zip(part, collection.search(vecs, depth), strict=True):
+        texts = [queries[q] for q in part]
+        results = collection.search(vecs, depth, query_texts=texts, mode=mode)
+        for qid, hits in zip(part, results, strict=True):
             run[qid] = dedupe_ranking([key(h) for h in hits])
     return run
 

@@ -1,0 +1,58 @@
+"""BM25 keyword index, rank fusion, and hybrid search finding exact wording dense search misses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from retrieval.bm25 import BM25Index, tokenize
+from retrieval.fusion import reciprocal_rank_fusion
+from tests.fakes import FakeEmbedder
+from tests.helpers import make_collection, pipeline, text_doc
+
+
+def test_tokenize() -> None:
+    assert tokenize("The Pumps, of Brannock's 42 ML/d!") == ["pump", "brannock", "s", "42", "ml", "d"]
+
+
+def test_bm25_ranks_rare_terms_higher() -> None:
+    index = BM25Index()
+    index.build(np.array([10, 11, 12]), ["water water water pump", "water keyfob", "water main"])
+    scores, ids = index.search("keyfob water", 3)
+    assert ids[0] == 11 and list(scores) == sorted(scores, reverse=True)
+    _, only = index.search("water", 3, allowed_ids=np.array([12]))
+    assert only.tolist() == [12]
+    assert index.search("zebra", 3)[1].tolist() == []
+    with pytest.raises(ValueError, match="k1"):
+        BM25Index(k1=-1)
+
+
+def test_reciprocal_rank_fusion() -> None:
+    fused = reciprocal_rank_fusion([[1, 2, 3], [3, 1, 4]], k=60)
+    assert [i for i, _ in fused][:2] == [1, 3]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+    with pytest.raises(ValueError, match="weights"):
+        reciprocal_rank_fusion([[1]], weights=[1, 2])
+
+
+def test_hybrid_finds_exact_wording_and_keeps_cosine_scores(tmp_path: Path) -> None:
+    emb = FakeEmbedder()
+    coll = make_collection(tmp_path, emb)
+    docs = [text_doc(f"d{i}.txt", f"the water report for zone {i} mentions pumps and valves")
+            for i in range(40)]
+    docs.append(text_doc("token.txt", "operators log in with a KeyFob K7 token"))
+    pipeline(coll, emb).run(docs)
+    # the dense query matches the zone reports; only the keyword side knows the part number
+    query = "KeyFob K7"
+    vec = emb.embed_batch(["water report pumps"])
+    dense = coll.search(vec, 3, mode="dense")[0]
+    hybrid = coll.search(vec, 3, query_texts=[query], mode="hybrid")[0]
+    keyword = coll.search(vec, 1, query_texts=[query], mode="keyword")[0]
+    assert "token.txt" not in [h.source for h in dense]
+    assert "token.txt" in [h.source for h in hybrid] and keyword[0].source == "token.txt"
+    expected = float(vec[0] @ emb.embed_batch([keyword[0].text])[0])
+    assert keyword[0].score == pytest.approx(expected, abs=1e-5), "scores stay cosine"
+    with pytest.raises(ValueError, match="needs the query texts"):
+        coll.search(vec, 3, mode="hybrid")
