@@ -28,6 +28,22 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+def phrase_key(text: str) -> str:
+    """Text reduced to lower-case alphanumeric words joined by single spaces, for verbatim
+    matching that ignores punctuation, case and line breaks."""
+    return " ".join(_TOKEN.findall(text.lower()))
+
+
+def phrase_first(query: str, ranked: list[int], texts: dict[int, str],
+                 min_words: int = 5) -> list[int]:
+    """Move chunks that contain the query verbatim to the front, keeping the order otherwise."""
+    key = phrase_key(query)
+    if len(key.split()) < min_words:
+        return ranked
+    exact = [i for i in ranked if key in phrase_key(texts.get(i, ""))]
+    return exact + [i for i in ranked if i not in set(exact)]
+
+
 class BM25Index:
     """Okapi BM25 with precomputed term weights in a CSC matrix (rows = chunks, columns = terms)."""
 
@@ -65,13 +81,19 @@ class BM25Index:
         self.weights = csr_matrix((data, (row_idx, cols)), shape=(n, len(self.vocab))).tocsc()
         self.ids = np.asarray(ids, dtype=np.int64)
 
+    def score_all(self, query: str) -> np.ndarray:
+        """The BM25 score of every chunk, aligned with `self.ids`."""
+        cols = [self.vocab[t] for t in tokenize(query) if t in self.vocab]
+        if self.weights is None or not cols:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        return np.asarray(self.weights[:, cols].sum(axis=1)).ravel()
+
     def search(self, query: str, k: int,
                allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the top k chunks with a positive score, best first."""
-        cols = [self.vocab[t] for t in tokenize(query) if t in self.vocab]
-        if self.weights is None or not cols or not len(self.ids):
+        if not len(self.ids):
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        scores = np.asarray(self.weights[:, cols].sum(axis=1)).ravel()
+        scores = self.score_all(query)
         if allowed_ids is not None:
             scores = np.where(np.isin(self.ids, allowed_ids), scores, 0.0)
         top = min(k, int((scores > 0).sum()))

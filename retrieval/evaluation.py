@@ -51,7 +51,8 @@ def beir_doc_key(hit: Hit) -> str:
 
 def run_queries(collection: Collection, embedder: Embedder, queries: dict[str, str],
                 depth: int = 100, key: Callable[[Hit], str] = beir_doc_key,
-                batch: int = 256, mode: str = "dense") -> dict[str, list[str]]:
+                batch: int = 256, mode: str = "dense",
+                alpha: float | None = None) -> dict[str, list[str]]:
     """Document rankings per query id, from the top `depth` chunks."""
     ids = list(queries)
     run: dict[str, list[str]] = {}
@@ -59,7 +60,8 @@ def run_queries(collection: Collection, embedder: Embedder, queries: dict[str, s
         part = ids[start:start + batch]
         vecs = embedder.embed_batch([queries[q] for q in part])
         texts = [queries[q] for q in part]
-        results = collection.search(vecs, depth, query_texts=texts, mode=mode)
+        extra = {} if alpha is None else {"alpha": alpha}
+        results = collection.search(vecs, depth, query_texts=texts, mode=mode, **extra)
         for qid, hits in zip(part, results, strict=True):
             run[qid] = dedupe_ranking([key(h) for h in hits])
     return run

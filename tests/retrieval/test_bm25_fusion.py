@@ -44,15 +44,31 @@ def test_hybrid_finds_exact_wording_and_keeps_cosine_scores(tmp_path: Path) -> N
             for i in range(40)]
     docs.append(text_doc("token.txt", "operators log in with a KeyFob K7 token"))
     pipeline(coll, emb).run(docs)
-    # the dense query matches the zone reports; only the keyword side knows the part number
-    query = "KeyFob K7"
+    # the dense query matches the zone reports; only the keyword side knows the wording
+    query = "operators log in with a KeyFob K7"
     vec = emb.embed_batch(["water report pumps"])
     dense = coll.search(vec, 3, mode="dense")[0]
     hybrid = coll.search(vec, 3, query_texts=[query], mode="hybrid")[0]
     keyword = coll.search(vec, 1, query_texts=[query], mode="keyword")[0]
+    keyword_weighted = coll.search(vec, 1, query_texts=["KeyFob K7"], mode="hybrid", alpha=0.0)[0]
     assert "token.txt" not in [h.source for h in dense]
-    assert "token.txt" in [h.source for h in hybrid] and keyword[0].source == "token.txt"
+    assert hybrid[0].source == "token.txt", "a verbatim phrase match comes first"
+    assert keyword[0].source == keyword_weighted[0].source == "token.txt"
     expected = float(vec[0] @ emb.embed_batch([keyword[0].text])[0])
     assert keyword[0].score == pytest.approx(expected, abs=1e-5), "scores stay cosine"
     with pytest.raises(ValueError, match="needs the query texts"):
         coll.search(vec, 3, mode="hybrid")
+
+
+def test_convex_fusion_keeps_margins_and_phrase_first() -> None:
+    from retrieval.bm25 import phrase_first
+    from retrieval.fusion import convex_fusion
+
+    fused = convex_fusion({1: 0.9, 2: 0.5, 3: 0.3}, {3: 10.0, 2: 1.0}, alpha=0.4)
+    assert [i for i, _ in fused] == [3, 1, 2]
+    assert fused[0][1] == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="alpha"):
+        convex_fusion({}, {}, alpha=2)
+    texts = {1: "nothing here", 2: "He learned they were the wife, and the\nyounger sister"}
+    assert phrase_first("they were the WIFE and the younger", [1, 2], texts) == [2, 1]
+    assert phrase_first("the wife", [1, 2], texts) == [1, 2], "short queries are not phrases"
