@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from generation.models import ModelRegistry, packaged_gguf
 from tests.fakes import FakeEmbedder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -50,3 +53,24 @@ def shared_data(sub: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not present (shared data is only beside the developer checkout)")
     return path
+
+
+@dataclass
+class ImportedModel:
+    registry: ModelRegistry
+    path: Path
+    seconds: float
+    messages: list[str] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def imported_model(tmp_path_factory: pytest.TempPathFactory) -> ImportedModel:
+    try:
+        packaged_gguf()
+    except Exception as exc:  # the package is part of `make install`; say so instead of failing
+        pytest.skip(str(exc))
+    registry = ModelRegistry(tmp_path_factory.mktemp("models"))
+    messages: list[str] = []
+    started = time.perf_counter()
+    path = registry.ensure_default(progress=messages.append)
+    return ImportedModel(registry, path, time.perf_counter() - started, messages)

@@ -6,37 +6,13 @@ session-scoped temporary registry that every generation test shares.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
 from generation.generator import HFGenerator
 from generation.loading import LoadConfig, LoadedModel, load_model
-from generation.models import ModelRegistry, packaged_gguf
-
-
-@dataclass
-class ImportedModel:
-    registry: ModelRegistry
-    path: Path
-    seconds: float
-    messages: list[str] = field(default_factory=list)
-
-
-@pytest.fixture(scope="session")
-def imported_model(tmp_path_factory: pytest.TempPathFactory) -> ImportedModel:
-    try:
-        packaged_gguf()
-    except Exception as exc:  # the package is part of `make install`; say so instead of failing
-        pytest.skip(str(exc))
-    registry = ModelRegistry(tmp_path_factory.mktemp("models"))
-    messages: list[str] = []
-    started = time.perf_counter()
-    path = registry.ensure_default(progress=messages.append)
-    return ImportedModel(registry, path, time.perf_counter() - started, messages)
+from tests.conftest import ImportedModel
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,78 @@
+"""The adapter registry without training: provenance records, the weights-hash cache, mismatches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tuning.adapters import HASH_CACHE, AdapterRegistry, base_weights_hash, tokenizer_fingerprint
+from tuning.config import TrainConfig
+from tuning.errors import AdapterMismatch, AdapterNotFound
+
+
+class FakeTokenizer:
+    def __init__(self, template: str = "{{ messages }}", eos: str = "<|im_end|>") -> None:
+        self.chat_template, self.eos_token = template, eos
+
+    def __len__(self) -> int:
+        return 100
+
+
+def fake_base(root: Path, weights: bytes) -> Path:
+    root.mkdir(parents=True)
+    (root / "config.json").write_text("{}")
+    (root / "model.safetensors").write_bytes(weights)
+    return root
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> tuple[AdapterRegistry, Path]:
+    base = fake_base(tmp_path / "base", b"weights-a")
+    adapter = tmp_path / "run" / "adapter"
+    adapter.mkdir(parents=True)
+    (adapter / "adapter_config.json").write_text("{}")
+    reg = AdapterRegistry(tmp_path / "adapters")
+    config = TrainConfig(model=str(base), data_path="d.jsonl", output_dir=str(tmp_path / "run"))
+    reg.register("support-tone", adapter, base, FakeTokenizer(), config, "abc", {"eval_loss": 1.0})
+    return reg, base
+
+
+def test_register_records_provenance(registry: tuple[AdapterRegistry, Path]) -> None:
+    reg, base = registry
+    record = reg.get("support-tone")
+    assert (record.path / "adapter_config.json").is_file() and record.base_model == "base"
+    assert record.base_hash == base_weights_hash(base) and record.dataset_hash == "abc"
+    assert record.metrics == {"eval_loss": 1.0} and record.config["lora_r"] == 16
+    assert [r.name for r in reg.list()] == ["support-tone"]
+
+
+def test_other_base_is_refused(registry: tuple[AdapterRegistry, Path], tmp_path: Path) -> None:
+    reg, base = registry
+    other = fake_base(tmp_path / "other", b"weights-b")
+    with pytest.raises(AdapterMismatch, match="trained on base 'base'"):
+        reg.check_compatible("support-tone", other, FakeTokenizer())
+    with pytest.raises(AdapterMismatch, match="tokenizer or chat template"):
+        reg.check_compatible("support-tone", base, FakeTokenizer(template="other"))
+    assert reg.check_compatible("support-tone", base, FakeTokenizer()).name == "support-tone"
+
+
+def test_unknown_and_duplicate_names(registry: tuple[AdapterRegistry, Path], tmp_path: Path) -> None:
+    reg, _ = registry
+    with pytest.raises(AdapterNotFound, match="support-tone"):
+        reg.get("nope")
+    with pytest.raises(ValueError, match="adapter name"):
+        reg.get("../x")
+
+
+def test_weights_hash_is_cached_and_invalidated(tmp_path: Path) -> None:
+    base = fake_base(tmp_path / "b", b"one")
+    first = base_weights_hash(base)
+    assert (base / HASH_CACHE).is_file() and base_weights_hash(base) == first
+    (base / "model.safetensors").write_bytes(b"two!")
+    assert base_weights_hash(base) != first
+
+
+def test_tokenizer_fingerprint_sees_template_and_eos() -> None:
+    assert tokenizer_fingerprint(FakeTokenizer()) == tokenizer_fingerprint(FakeTokenizer())
+    assert tokenizer_fingerprint(FakeTokenizer(eos="</s>")) != tokenizer_fingerprint(FakeTokenizer())

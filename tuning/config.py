@@ -1,0 +1,145 @@
+"""TrainConfig: one fine-tuning run, with the same knobs (and flag names) as `autotrain llm`.
+
+Every field has a help text; `__post_init__` resolves the implied settings (quantization int4 means
+QLoRA, peft=False means full fine-tuning) and refuses bad values with a message that names the flag
+and says what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .datasets import FORMATS
+from .tokenization import TRAIN_ON
+
+METHODS = ("lora", "qlora", "full", "prefix", "prompt")
+QUANTIZATIONS = ("none", "int4", "int8")
+TRAINERS = ("native", "hf")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _help(text: str, default: Any = None, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": text}, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """One fine-tuning run: the base model, the data, the method and the optimiser settings."""
+
+    model: str = _help("base model: a local model directory", "")
+    data_path: str = _help("training data: .jsonl, .json (array) or .csv", "")
+    output_dir: str = _help("where the adapter, checkpoints, training.log and metrics.json go", "")
+    name: str = _help("name of the run (and of the adapter when registered)", "adapter")
+    valid_path: str | None = _help("separate validation file; if unset, val_fraction of the data")
+    text_column: str = _help("column holding the text, for the 'text' format", "text")
+    format: str = _help("auto | alpaca | chat | prompt_completion | text", "auto")
+    peft: bool = _help("train an adapter (True) or every weight (False, same as method=full)", True)
+    method: str = _help("lora | qlora | full | prefix | prompt", "lora")
+    quantization: str = _help("base weights while training: none | int4 (⇒ qlora) | int8", "none")
+    lr: float = _help("peak learning rate (AdamW), reached after warmup", 2e-4)
+    batch_size: int = _help("examples per micro-batch", 2)
+    grad_accum: int = _help("micro-batches per optimiser step", 4)
+    epochs: int = _help("passes over the training data (ignored when max_steps is set)", 1)
+    max_steps: int | None = _help("optimiser steps to run; overrides epochs when set")
+    model_max_length: int = _help("longest example in tokens; longer ones are cut", 512)
+    block_size: int | None = _help("truncation length when set (no packing), else model_max_length")
+    lora_r: int = _help("LoRA rank", 16)
+    lora_alpha: int = _help("LoRA scaling numerator (scale = alpha / r)", 32)
+    lora_dropout: float = _help("dropout on the LoRA input", 0.05)
+    target_modules: str = _help("'all-linear' or comma-separated module names", "all-linear")
+    num_virtual_tokens: int = _help("virtual tokens, for prefix and prompt tuning", 20)
+    warmup_ratio: float = _help("fraction of the steps spent warming the learning rate up", 0.1)
+    weight_decay: float = _help("AdamW weight decay", 0.0)
+    max_grad_norm: float = _help("clip gradients to this norm (0 = off)", 1.0)
+    early_stopping_patience: int = _help("stop after this many evals without improvement; 0 = off", 0)
+    eval_steps: int = _help("evaluate every this many steps; 0 = at each epoch's end and the end", 0)
+    save_steps: int = _help("checkpoint every this many steps; 0 = only when cancelled", 0)
+    save_total_limit: int = _help("checkpoints kept (the oldest are deleted)", 2)
+    logging_steps: int = _help("write a training.log line every this many steps", 1)
+    resume: bool = _help("continue from the latest checkpoint in output_dir", False)
+    seed: int = _help("seed of the data order, the split and the adapter's initialisation", 42)
+    val_fraction: float = _help("share of the data held out for eval loss, in [0, 1)", 0.1)
+    trainer: str = _help("native (plain PyTorch loop) | hf (transformers.Trainer)", "native")
+    train_on: str = _help("assistant (loss on the answers only) | all (every token)", "assistant")
+    gradient_checkpointing: bool = _help("recompute activations: less memory, ~30% slower", False)
+    num_threads: int = _help("torch CPU threads; 0 = torch's default", 0)
+    device: str = _help("auto | cpu | cuda", "auto")
+
+    def __post_init__(self) -> None:
+        self._resolve_method()
+        self._check_choices()
+        self._check_numbers()
+        if not self.model:
+            raise ValueError("--model is required: the base model's directory")
+        if not self.data_path:
+            raise ValueError("--data-path is required: a .jsonl, .json or .csv file")
+        if not self.output_dir:
+            raise ValueError("--output-dir is required: where the adapter and logs are written")
+
+    def _resolve_method(self) -> None:
+        if not self.peft and self.method in ("lora", "full"):
+            self.method = "full"
+        elif not self.peft:
+            raise ValueError(f"--peft false means full fine-tuning; it contradicts --method {self.method}")
+        if self.method == "full":
+            self.peft = False
+        if self.quantization == "int4" and self.method == "lora":
+            self.method = "qlora"
+        if self.method == "qlora" and self.quantization == "none":
+            self.quantization = "int4"
+        if self.method == "qlora" and self.quantization != "int4":
+            raise ValueError("--method qlora trains on a 4-bit base: use --quantization int4")
+        if self.quantization != "none" and self.method not in ("lora", "qlora"):
+            raise ValueError(f"--quantization {self.quantization} needs --method lora or qlora; "
+                             f"{self.method} trains on an unquantised base (use --quantization none)")
+
+    def _check_choices(self) -> None:
+        choices = {"method": METHODS, "quantization": QUANTIZATIONS, "trainer": TRAINERS,
+                   "train_on": TRAIN_ON, "device": DEVICES, "format": ("auto", *FORMATS)}
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"--{_flag(name)} {value!r} must be one of {', '.join(allowed)}")
+
+    def _check_numbers(self) -> None:
+        at_least_1 = ("batch_size", "grad_accum", "epochs", "lora_r", "lora_alpha",
+                      "num_virtual_tokens", "logging_steps", "save_total_limit")
+        for name in at_least_1:
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{_flag(name)} must be >= 1 (got {getattr(self, name)!r})")
+        for name in ("early_stopping_patience", "eval_steps", "save_steps", "num_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{_flag(name)} must be >= 0 (got {getattr(self, name)!r})")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be >= 1, or unset to train for --epochs ({self.max_steps!r})")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"--lr {self.lr!r} must be in (0, 1); 2e-4 suits LoRA, 2e-5 full tuning")
+        if self.max_length < 16:
+            raise ValueError(f"--model-max-length/--block-size {self.max_length!r} must be >= 16")
+        ranges = {"lora_dropout": (0.0, 1.0), "val_fraction": (0.0, 1.0), "warmup_ratio": (0.0, 1.0)}
+        for name, (low, high) in ranges.items():
+            if not low <= getattr(self, name) < high:
+                raise ValueError(f"--{_flag(name)} {getattr(self, name)!r} must be in [{low}, {high})")
+        if self.weight_decay < 0 or self.max_grad_norm < 0:
+            raise ValueError("--weight-decay and --max-grad-norm must be >= 0")
+        if self.early_stopping_patience and self.val_fraction == 0 and not self.valid_path:
+            raise ValueError("--early-stopping-patience needs validation data: set --val-fraction "
+                             "above 0 or give --valid-path")
+
+    @property
+    def max_length(self) -> int:
+        """The truncation length: block_size when set, else model_max_length."""
+        return self.block_size if self.block_size is not None else self.model_max_length
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

@@ -1,0 +1,38 @@
+"""Domain errors of the tuning layer; translated once, at the edge (api/), to HTTP or CLI errors."""
+
+from __future__ import annotations
+
+
+class TuningError(Exception):
+    """Base class for tuning failures: bad data, bad configs, training and adapter problems."""
+
+
+class DatasetError(TuningError):
+    """A dataset that cannot be trained on, naming the (1-based) line and the field at fault.
+
+    An error that sums up several problems keeps them in `problems`, each a DatasetError.
+    """
+
+    def __init__(self, message: str, line: int | None = None, field: str | None = None,
+                 problems: list[DatasetError] | None = None) -> None:
+        self.message = message
+        self.line = line
+        self.field = field
+        self.problems: list[DatasetError] = problems or []
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = []
+        if self.line is not None:
+            where.append(f"line {self.line}")
+        if self.field is not None:
+            where.append(f"field {self.field!r}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class AdapterNotFound(TuningError):
+    """An adapter name that is not in the registry."""
+
+
+class AdapterMismatch(TuningError):
+    """An adapter trained on another base model or tokenizer than the one it is put on."""
