@@ -26,7 +26,7 @@ def rag_prompt(tokens: int, count) -> list[dict[str, str]]:  # type: ignore[no-u
     docs = sorted((SHARED / "kb_dev" / "docs").glob("*.md"))
     text, passages = "", []
     for i, path in enumerate(docs, 1):
-        passages.append(f"[{i}] (source: {path.name})\n{path.read_text()[:1500]}")
+        passages.append(f"[{i}] (source: {path.name})\n{path.read_text()[:600]}")
         text = "\n\n".join(passages)
         if count(text) >= tokens:
             break
@@ -36,10 +36,17 @@ def rag_prompt(tokens: int, count) -> list[dict[str, str]]:  # type: ignore[no-u
 
 
 def profile_decode(gen: HFGenerator, messages: list[dict[str, str]], top: int = 8) -> list[str]:
+    """Profile prefill + 16 decode steps on this thread (the streaming path generates in a worker
+    thread, which the profiler does not follow)."""
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        "".join(gen.stream(messages, SamplingConfig(max_new_tokens=16)))
+    loaded = gen.loaded
+    ids = torch.tensor([gen._encode(messages)])
+    with profile(activities=[ProfilerActivity.CPU]) as prof, torch.inference_mode():
+        loaded.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                              max_new_tokens=16, do_sample=False,
+                              pad_token_id=loaded.eos_token_ids[0])
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)
     return table.splitlines()
 
@@ -62,7 +69,9 @@ def run_mode(path: str, mode: str, new_tokens: int, target: int, do_profile: boo
     "".join(gen.stream(messages, SamplingConfig(max_new_tokens=new_tokens)))
     stats = gen.last_stats
     assert stats is not None
-    params = sum(p.numel() for p in loaded.model.parameters())
+    # a packed 4-bit parameter holds two weights; prefill FLOPs do not shrink with quantisation
+    params = sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1)
+                 for p in loaded.model.parameters())
     decode_bound = bound["memory_bandwidth_gbs"] * 1e9 / loaded.footprint_bytes
     prefill_bound = bound["matmul_fp32_gflops"] * 1e9 / (2 * params)
     row: dict[str, object] = {
