@@ -9,7 +9,8 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+
+from retrieval.types import Hit
 
 from .generator import Generator, SamplingConfig
 from .grounding import (
@@ -25,16 +26,6 @@ from .grounding import (
     is_refusal,
     support_score,
 )
-
-
-class HitLike(Protocol):
-    chunk_id: int
-    doc_id: str
-    source: str
-    page: int | None
-    text: str
-    score: float
-    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -81,7 +72,7 @@ class Answer:
     stats: dict[str, float] = field(default_factory=dict)
 
 
-def to_passages(hits: Sequence[HitLike]) -> list[Passage]:
+def to_passages(hits: Sequence[Hit]) -> list[Passage]:
     return [Passage(n=i, text=h.text, source=h.source, page=h.page, score=h.score,
                     doc_id=h.doc_id, chunk_id=h.chunk_id, metadata=h.metadata)
             for i, h in enumerate(hits, 1)]
@@ -99,7 +90,7 @@ class RagAnswerer:
     def __init__(self, get_generator: Callable[[], Generator]) -> None:
         self.get_generator = get_generator
 
-    def stream(self, question: str, hits: Sequence[HitLike],
+    def stream(self, question: str, hits: Sequence[Hit],
                config: AskConfig) -> Iterator[str | Answer]:
         """Yields answer text pieces as they are generated, then one final `Answer`."""
         passages = to_passages(hits)
@@ -129,7 +120,7 @@ class RagAnswerer:
         answer.stats["generate_s"] = time.perf_counter() - start
         yield answer
 
-    def answer(self, question: str, hits: Sequence[HitLike], config: AskConfig) -> Answer:
+    def answer(self, question: str, hits: Sequence[Hit], config: AskConfig) -> Answer:
         final = None
         for item in self.stream(question, hits, config):
             if isinstance(item, Answer):
