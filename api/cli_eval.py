@@ -96,7 +96,8 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings, services: Any) -
     from generation.evaluation import calibrate_threshold, load_questions
 
     svc = services(settings)
-    answerable, unanswerable = [], []
+    answerable: list[float] = []
+    unanswerable: list[float] = []
     for q in load_questions(args.questions):
         hits = svc.search(args.collection, q.question, 1)
         (answerable if q.answerable else unanswerable).append(hits[0].score if hits else -1.0)

@@ -39,7 +39,7 @@ class EvalStore:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        for run in self.list():  # a run cut off by a restart cannot be resumed mid-way
+        for run in self.all():  # a run cut off by a restart cannot be resumed mid-way
             if run.state in ("queued", "running"):
                 run.state, run.error = "failed", "interrupted by a restart"
                 self.save(run)
@@ -57,7 +57,7 @@ class EvalStore:
             return None
         return EvalRun(**json.loads(path.read_text()))
 
-    def list(self) -> list[EvalRun]:
+    def all(self) -> list[EvalRun]:
         runs = [EvalRun(**json.loads(p.read_text())) for p in self.root.glob("*.json")]
         return sorted(runs, key=lambda r: r.created_at, reverse=True)
 

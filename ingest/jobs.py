@@ -88,7 +88,7 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()
         return _job(row) if row else None
 
-    def list(self, limit: int = 100) -> list[Job]:
+    def recent(self, limit: int = 100) -> list[Job]:
         with self._lock:
             rows = self._db.execute(
                 "SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()

@@ -208,8 +208,8 @@ class Collection:
             cos = self._cosines(queries[q:q + 1], candidates)[0]
             kw = {i: float(all_scores[position[i]]) for i in candidates if i in position}
             fused = [i for i, _ in convex_fusion(cos, kw, alpha)]
-            texts = {i: row["text"] for i, row in self.docstore.chunks_by_id(fused).items()}
-            out.append(phrase_first(text, fused, texts))
+            chunk_texts = {i: row["text"] for i, row in self.docstore.chunks_by_id(fused).items()}
+            out.append(phrase_first(text, fused, chunk_texts))
         return out
 
     def _cosines(self, queries: np.ndarray, ids: list[int]) -> list[dict[int, float]]:

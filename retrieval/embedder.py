@@ -69,12 +69,12 @@ class SentenceTransformerEmbedder:
                                               device=device or default_device())
         get_dim = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension
-        dim = get_dim()
+        dim: Any = get_dim()
         if dim is None:
             raise ValueError(f"cannot tell the embedding dimension of {name_or_path!r}")
         self.dim = int(dim)
         self.tokenizer = self.model.tokenizer
-        self.max_seq_length = int(self.model.max_seq_length)
+        self.max_seq_length = int(self.model.max_seq_length or 512)
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         if not texts:

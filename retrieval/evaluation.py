@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from statistics import fmean
 
-from .collection import Collection
+from .collection import HYBRID_ALPHA, Collection
 from .embedder import Embedder
 from .metrics import dedupe_ranking, mrr_at_k, ndcg_at_k, recall_at_k
 from .types import Hit
@@ -52,7 +52,7 @@ def beir_doc_key(hit: Hit) -> str:
 def run_queries(collection: Collection, embedder: Embedder, queries: dict[str, str],
                 depth: int = 100, key: Callable[[Hit], str] = beir_doc_key,
                 batch: int = 256, mode: str = "dense",
-                alpha: float | None = None) -> dict[str, list[str]]:
+                alpha: float = HYBRID_ALPHA) -> dict[str, list[str]]:
     """Document rankings per query id, from the top `depth` chunks."""
     ids = list(queries)
     run: dict[str, list[str]] = {}
@@ -60,8 +60,7 @@ def run_queries(collection: Collection, embedder: Embedder, queries: dict[str, s
         part = ids[start:start + batch]
         vecs = embedder.embed_batch([queries[q] for q in part])
         texts = [queries[q] for q in part]
-        extra = {} if alpha is None else {"alpha": alpha}
-        results = collection.search(vecs, depth, query_texts=texts, mode=mode, **extra)
+        results = collection.search(vecs, depth, query_texts=texts, mode=mode, alpha=alpha)
         for qid, hits in zip(part, results, strict=True):
             run[qid] = dedupe_ranking([key(h) for h in hits])
     return run

@@ -113,7 +113,7 @@ class FaissIndex:
             allowed = np.ascontiguousarray(allowed_ids, dtype=np.int64)
             if not len(allowed):
                 return _empty(len(queries), k)
-            params = self._faiss.SearchParameters(sel=self._faiss.IDSelectorBatch(allowed))
+            params = self._faiss.SearchParameters(sel=self._faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
             scores, ids = self._index.search(queries, k, params=params)
             return scores, ids
         scores, ids = self._searcher().search(queries, k)

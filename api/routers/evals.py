@@ -56,7 +56,7 @@ def start_eval(name: str, body: EvalRequest, services: ServicesDep) -> EvalOut:
 
 @router.get("/v1/evals", response_model=list[EvalOut])
 def list_evals(services: ServicesDep) -> list[EvalOut]:
-    return [eval_out(r) for r in services.evals.list()]
+    return [eval_out(r) for r in services.evals.all()]
 
 
 @router.get("/v1/evals/{eval_id}", response_model=EvalOut)

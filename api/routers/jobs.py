@@ -23,7 +23,7 @@ def job_out(job: Job) -> JobOut:
 
 @router.get("", response_model=list[JobOut])
 def list_jobs(services: ServicesDep) -> list[JobOut]:
-    return [job_out(j) for j in services.ingest_worker.store.list()]
+    return [job_out(j) for j in services.ingest_worker.store.recent()]
 
 
 @router.get("/{job_id}", response_model=JobOut)
