@@ -10,7 +10,7 @@ import pytest
 from api.services import Services
 from api.settings import Settings
 from tests.conftest import shared_data
-from tests.ingest.test_loaders import make_pdf
+from tests.ingest.fixtures import make_pdf
 
 PAGES = [
     "The reservoir at Ambersike holds nine billion litres and feeds the northern towns.",
