@@ -116,3 +116,18 @@ def test_errors_are_json_a_person_can_act_on(client: TestClient) -> None:
     assert client.get("/v1/collections/kb/documents").json()["total"] == 0, \
         "rejected uploads store nothing"
     assert client.get("/docs").status_code == 200
+
+
+def test_upload_of_unknown_size_is_still_capped(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+    from fastapi import UploadFile
+
+    from api.errors import UploadTooLarge
+    from api.routers.documents import _copy_bounded
+
+    upload = UploadFile(io.BytesIO(b"x" * 3000), filename="big.txt", size=None)
+    with pytest.raises(UploadTooLarge, match="big.txt"):
+        _copy_bounded(upload, tmp_path / "big.txt", limit=1000, limit_mb=0.001)
+    small = UploadFile(io.BytesIO(b"y" * 500), filename="ok.txt", size=None)
+    _copy_bounded(small, tmp_path / "ok.txt", limit=1000, limit_mb=0.001)
+    assert (tmp_path / "ok.txt").read_bytes() == b"y" * 500
