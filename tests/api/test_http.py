@@ -131,3 +131,9 @@ def test_upload_of_unknown_size_is_still_capped(tmp_path) -> None:  # type: igno
     small = UploadFile(io.BytesIO(b"y" * 500), filename="ok.txt", size=None)
     _copy_bounded(small, tmp_path / "ok.txt", limit=1000, limit_mb=0.001)
     assert (tmp_path / "ok.txt").read_bytes() == b"y" * 500
+
+
+def test_web_page_is_served(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "/v1/collections" in r.text and "/ask" in r.text
