@@ -104,7 +104,6 @@ class AskRequest(BaseModel):
     mode: str = Field("zero_shot", pattern="^(zero_shot|few_shot|cot)$")
     examples: list[ExampleIn] = Field(default_factory=list, max_length=20)
     filter: SearchFilterIn | None = None
-    adapter: str | None = None
 
 
 class CitationOut(BaseModel):
