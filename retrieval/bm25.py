@@ -34,11 +34,19 @@ def phrase_key(text: str) -> str:
     return " ".join(_TOKEN.findall(text.lower()))
 
 
+PHRASE_MIN_WORDS = 5
+
+
+def is_phrase(query: str, min_words: int = PHRASE_MIN_WORDS) -> bool:
+    """Long enough that finding it verbatim in a chunk is strong evidence."""
+    return len(phrase_key(query).split()) >= min_words
+
+
 def phrase_first(query: str, ranked: list[int], texts: dict[int, str],
-                 min_words: int = 5) -> list[int]:
+                 min_words: int = PHRASE_MIN_WORDS) -> list[int]:
     """Move chunks that contain the query verbatim to the front, keeping the order otherwise."""
     key = phrase_key(query)
-    if len(key.split()) < min_words:
+    if not is_phrase(query, min_words):
         return ranked
     exact = [i for i in ranked if key in phrase_key(texts.get(i, ""))]
     return exact + [i for i in ranked if i not in set(exact)]
@@ -52,6 +60,7 @@ class BM25Index:
             raise ValueError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1!r} b={b!r}")
         self.k1, self.b = k1, b
         self.ids = np.zeros(0, dtype=np.int64)
+        self.position: dict[int, int] = {}
         self.vocab: dict[str, int] = {}
         self.weights = None
 
@@ -80,6 +89,7 @@ class BM25Index:
         data = idf[np.array(cols, dtype=np.int64)] * tf * (self.k1 + 1) / (tf + norm)
         self.weights = csr_matrix((data, (row_idx, cols)), shape=(n, len(self.vocab))).tocsc()
         self.ids = np.asarray(ids, dtype=np.int64)
+        self.position = {int(i): n for n, i in enumerate(self.ids)}
 
     def score_all(self, query: str) -> np.ndarray:
         """The BM25 score of every chunk, aligned with `self.ids`."""
@@ -91,9 +101,13 @@ class BM25Index:
     def search(self, query: str, k: int,
                allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids) of the top k chunks with a positive score, best first."""
+        return self.top(self.score_all(query), k, allowed_ids)
+
+    def top(self, scores: np.ndarray, k: int,
+            allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The top k of scores already computed by `score_all`."""
         if not len(self.ids):
             return np.zeros(0, dtype=np.float32), np.zeros(0, dtype=np.int64)
-        scores = self.score_all(query)
         if allowed_ids is not None:
             scores = np.where(np.isin(self.ids, allowed_ids), scores, 0.0)
         top = min(k, int((scores > 0).sum()))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .bm25 import BM25Index, phrase_first
+from .bm25 import BM25Index, is_phrase, phrase_first
 from .docstore import Docstore
 from .fusion import convex_fusion
 from .index import FaissIndex, NumpyIndex, VectorIndex
@@ -196,20 +196,21 @@ class Collection:
                           depth: int, allowed: np.ndarray | None, mode: str,
                           alpha: float) -> list[list[int]]:
         bm25 = self._keyword_index()
-        position = {int(i): n for n, i in enumerate(bm25.ids)}
         out = []
         for q, (text, dn) in enumerate(zip(texts, dense, strict=True)):
             all_scores = bm25.score_all(text)
-            kw_ids = bm25.search(text, depth, allowed)[1].tolist()
+            kw_ids = bm25.top(all_scores, depth, allowed)[1].tolist()
             if mode == "keyword":
                 out.append(kw_ids)
                 continue
             candidates = sorted(set(dn) | set(kw_ids))
             cos = self._cosines(queries[q:q + 1], candidates)[0]
-            kw = {i: float(all_scores[position[i]]) for i in candidates if i in position}
+            kw = {i: float(all_scores[bm25.position[i]]) for i in candidates if i in bm25.position}
             fused = [i for i, _ in convex_fusion(cos, kw, alpha)]
-            chunk_texts = {i: row["text"] for i, row in self.docstore.chunks_by_id(fused).items()}
-            out.append(phrase_first(text, fused, chunk_texts))
+            if is_phrase(text):
+                rows = self.docstore.chunks_by_id(fused)
+                fused = phrase_first(text, fused, {i: r["text"] for i, r in rows.items()})
+            out.append(fused)
         return out
 
     def _cosines(self, queries: np.ndarray, ids: list[int]) -> list[dict[int, float]]:
