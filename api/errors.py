@@ -16,6 +16,7 @@ from retrieval.errors import (
     EmbedderMismatch,
     InvalidName,
 )
+from tuning.errors import AdapterMismatch, AdapterNotFound, DatasetError, TuningError
 
 
 class UploadTooLarge(Exception):
@@ -36,6 +37,8 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (CollectionNotFound, 404, "not_found"),
     (DocumentNotFound, 404, "not_found"),
     (NotFound, 404, "not_found"),
+    (AdapterNotFound, 404, "adapter_not_found"),
+    (AdapterMismatch, 409, "adapter_mismatch"),
     (ModelNotFound, 404, "model_not_found"),
     (CollectionExists, 409, "conflict"),
     (EmbedderMismatch, 409, "embedder_mismatch"),
@@ -46,6 +49,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (IngestError, 422, "ingest_error"),
     (PromptTooLong, 422, "prompt_too_long"),
     (ModelImportError, 422, "model_import_failed"),
+    (TuningError, 422, "tuning_error"),
     (ValueError, 422, "invalid"),
     (GenerationError, 503, "generator_unavailable"),
 ]
@@ -62,6 +66,12 @@ def install(app: FastAPI) -> None:
             return _body(status, name, str(exc))
 
         app.add_exception_handler(exc_type, handler)
+
+    @app.exception_handler(DatasetError)
+    def _dataset(_: Request, exc: DatasetError) -> JSONResponse:
+        problems = [{"line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
+        return _body(422, "invalid_dataset", str(exc), line=exc.line, field=exc.field,
+                     problems=problems)
 
     @app.exception_handler(RequestValidationError)
     def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
