@@ -16,7 +16,9 @@ from retrieval.errors import (
     EmbedderMismatch,
     InvalidName,
 )
+from tuning.dataset_store import DatasetNotFound
 from tuning.errors import AdapterMismatch, AdapterNotFound, DatasetError, TuningError
+from tuning.jobs import JobNotFound, JobStateError
 
 
 class UploadTooLarge(Exception):
@@ -39,6 +41,9 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (NotFound, 404, "not_found"),
     (AdapterNotFound, 404, "adapter_not_found"),
     (AdapterMismatch, 409, "adapter_mismatch"),
+    (JobNotFound, 404, "not_found"),
+    (DatasetNotFound, 404, "not_found"),
+    (JobStateError, 409, "conflict"),
     (ModelNotFound, 404, "model_not_found"),
     (CollectionExists, 409, "conflict"),
     (EmbedderMismatch, 409, "embedder_mismatch"),

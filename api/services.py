@@ -6,6 +6,8 @@ Heavy models load lazily, once per process, on first use.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +26,10 @@ from retrieval.collection import Collection, CollectionConfig
 from retrieval.embedder import Embedder, SentenceTransformerEmbedder
 from retrieval.errors import EmbedderMismatch
 from retrieval.types import Hit, SearchFilter
+from tuning.adapters import AdapterRegistry
+from tuning.jobs import TuningJob
+from tuning.runner import TuningRunner
+from tuning.service import TuningDesk
 
 from .settings import Settings
 
@@ -42,6 +48,12 @@ class Services:
         self._gen_lock = threading.Lock()
         self.ingest_worker = IngestWorker(settings.data_dir, self._run_job)
         self.evals = EvalStore(settings.data_dir / "evals")
+        self.tuning = TuningDesk(settings.data_dir / "tuning",
+                                 AdapterRegistry(settings.data_dir / "adapters"))
+        self.tuning_runner = TuningRunner(self.tuning.store, self.tuning.runs_root,
+                                          self.worker_command, on_finished=self._after_tuning,
+                                          env=self.worker_env())
+        self._runner_started = False
 
     @property
     def embedder(self) -> Embedder:
@@ -158,6 +170,33 @@ class Services:
         return coll.search(self.embedder.embed_batch([query]), k, flt, query_texts=[query],
                            mode=mode or self.settings.search_mode)[0]
 
+    # --- tuning: jobs run in worker processes started by the runner ---
+    def worker_command(self, job: TuningJob) -> list[str]:
+        return [sys.executable, "-m", "api.tuning_worker", "--job", job.id]
+
+    def worker_env(self) -> dict[str, str]:
+        """The worker's environment: this process's, plus these exact settings (which may have been
+        given in code rather than in RAGTUNE_* variables)."""
+        root = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        return {**os.environ, "PYTHONPATH": path,
+                "RAGTUNE_WORKER_SETTINGS": self.settings.model_dump_json()}
+
+    def classifier_names(self) -> set[str]:
+        root = self.settings.data_dir / "classifiers"
+        return {d.name for d in root.iterdir() if d.is_dir()} if root.is_dir() else set()
+
+    def start_tuning_runner(self) -> None:
+        self.tuning_runner.start()
+        self._runner_started = True
+
+    def _after_tuning(self, job: TuningJob) -> None:
+        if job.state == "succeeded" and job.result and job.result.get("promote"):
+            log.info("tuning job %s: the gate passed; activating adapter %s", job.id, job.spec.name)
+            self.activate_adapter(job.spec.name)
+
     def close(self) -> None:
+        if self._runner_started:
+            self.tuning_runner.stop()
         self.ingest_worker.stop()
         self.catalog.close()

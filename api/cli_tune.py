@@ -1,0 +1,246 @@
+"""`ragtune tune start|list|status|cancel|resume`: fine-tuning jobs from the command line.
+
+`tune start` takes the `autotrain llm` flags (generated from TrainConfig, so every option has one),
+stores the data, queues the job and follows it with a progress bar. When `ragtune serve` is running,
+its runner takes the job; otherwise this command runs it (in a worker process, as the API would).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from tuning.config import TrainConfig
+from tuning.jobs import JobSpec, TuningJob
+from tuning.service import JOB_METHODS, RESERVED, gate_spec
+
+from .settings import Settings
+
+POLL_S = 1.0
+
+
+def _services(settings: Settings) -> Any:
+    from .services import Services
+
+    return Services(settings)
+
+
+def add_train_flags(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig option (`--lora-r`, `--peft/--no-peft`, ...), unset by default so
+    TrainConfig's own defaults apply."""
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in RESERVED:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = type(f.default) if f.default is not None else (int if "steps" in f.name or
+                                                              "size" in f.name else str)
+        helptext = f.metadata.get("help", "") + (f" (default {f.default})" if f.default not in
+                                                 (None, "") else "")
+        if kind is bool:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS,
+                           help=helptext)
+        else:
+            p.add_argument(flag, type=kind, default=argparse.SUPPRESS, dest=f.name, help=helptext)
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    t = sub.add_parser("tune", help="fine-tuning jobs: start, list, status, cancel, resume")
+    tsub = t.add_subparsers(dest="tune_command", required=True)
+
+    s = tsub.add_parser("start", help="queue a fine-tune and follow it",
+                        description="Queue a fine-tuning job (flags as in `autotrain llm`).")
+    s.add_argument("--name", required=True, help="the adapter's (or classifier's) name")
+    s.add_argument("--data-path", required=True, type=Path, help="training data (.jsonl/.json/.csv)")
+    s.add_argument("--valid-path", type=Path, help="validation data (default: 10%% of --data-path)")
+    s.add_argument("--model", help="base model directory (default: the serving generator)")
+    s.add_argument("--method", choices=JOB_METHODS, default="lora")
+    s.add_argument("--label-column", default="label", help="for --method linear_probe")
+    s.add_argument("--resume", action="store_true",
+                   help="resume the interrupted/failed/cancelled job with this --name instead")
+    g = s.add_argument_group("gate (after training: base vs tuned on the held-out prompts)")
+    g.add_argument("--check-regex", help="every answer must match this regex")
+    g.add_argument("--check-max-chars", type=int, help="every answer at most this long")
+    g.add_argument("--check-phrase", help="every answer must contain this phrase")
+    g.add_argument("--eval-collection", help="also compare answer accuracy on this collection")
+    g.add_argument("--eval-questions", type=Path, help="golden questions (kb_dev format)")
+    g.add_argument("--gate-prompts", type=int, default=50)
+    g.add_argument("--gate-max-new-tokens", type=int, default=96)
+    g.add_argument("--promote-if-better", action="store_true",
+                   help="activate the adapter if adherence rises and accuracy does not fall")
+    s.add_argument("--detach", action="store_true", help="queue and return at once")
+    opts = s.add_argument_group("training options (TrainConfig)")
+    add_train_flags(opts)  # type: ignore[arg-type]
+    s.set_defaults(func=cmd_start)
+
+    ls = tsub.add_parser("list", help="recent jobs")
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_list)
+    for name, func, text in (("status", cmd_status, "one job, with its gate report"),
+                             ("cancel", cmd_cancel, "stop a job (it keeps a checkpoint)"),
+                             ("resume", cmd_resume, "continue a job from its last checkpoint")):
+        c = tsub.add_parser(name, help=text)
+        c.add_argument("job_id")
+        if name == "status":
+            c.add_argument("--json", action="store_true")
+        if name == "resume":
+            c.add_argument("--detach", action="store_true")
+        c.set_defaults(func=func)
+    return t
+
+
+def _train_options(args: argparse.Namespace) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(TrainConfig)} - set(RESERVED)
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
+    svc = _services(settings)
+    desk = svc.tuning
+    if args.resume:
+        previous = [j for j in desk.store.list(limit=1000) if j.name == args.name and j.resumable]
+        if not previous:
+            raise ValueError(f"no interrupted, failed or cancelled job named {args.name!r} to resume")
+        return _follow(svc, desk.store.requeue(previous[0].id), args.detach)
+    probe = args.method == "linear_probe"
+    options = _train_options(args)
+    kind = "labelled" if probe else "train"
+    extra = {"text_column": options.get("text_column", "text"), "label_column": args.label_column} \
+        if probe else {}
+    dataset = desk.add_dataset(args.data_path, kind=kind, **extra)
+    valid = desk.add_dataset(args.valid_path).id if args.valid_path else None
+    questions = desk.add_dataset(args.eval_questions, kind="questions").id \
+        if args.eval_questions else None
+    checks = {"regex": args.check_regex, "max_chars": args.check_max_chars,
+              "required_phrase": args.check_phrase}
+    gate = gate_spec({k: v for k, v in checks.items() if v is not None},
+                     eval_collection=args.eval_collection, eval_questions=questions,
+                     prompts=args.gate_prompts, max_new_tokens=args.gate_max_new_tokens,
+                     promote_if_better=args.promote_if_better)
+    if gate.eval_collection:
+        svc.collection(gate.eval_collection)
+    model = "" if probe else (args.model or svc.generator_path())
+    spec = JobSpec(name=args.name, dataset_id=dataset.id, method=args.method, model=model,
+                   valid_dataset_id=valid, train=options, gate=gate, label_column=args.label_column)
+    job = desk.submit(spec, svc.classifier_names())
+    print(f"queued tuning job {job.id} ({spec.method}, {dataset.records} records, dataset "
+          f"{dataset.id})", file=sys.stderr)
+    return _follow(svc, job, args.detach)
+
+
+def _follow(svc: Any, job: TuningJob, detach: bool) -> int:
+    """Wait for `job` with a progress bar, running it here when no server is running jobs."""
+    store = svc.tuning.store
+    if detach:
+        print(job.id)
+        return 0
+    worker: threading.Thread | None = None
+    if not store.runner_alive():
+        print("no `ragtune serve` is running jobs: running it here", file=sys.stderr)
+        worker = threading.Thread(target=_run_here, args=(svc, job.id), daemon=True)
+        worker.start()
+    try:
+        final = _progress(store, job.id)
+    except KeyboardInterrupt:
+        print(f"\ncancelling {job.id} (a checkpoint is kept; `ragtune tune resume {job.id}`)",
+              file=sys.stderr)
+        store.cancel(job.id)
+        final = _progress(store, job.id)
+    if worker is not None:
+        worker.join()
+    _print_outcome(final)
+    return 0 if final.state == "succeeded" else 1
+
+
+def _run_here(svc: Any, job_id: str) -> None:
+    """Run queued jobs (oldest first) in worker processes until `job_id` has run."""
+    store = svc.tuning.store
+    while True:
+        claimed = store.claim_next()
+        if claimed is None:
+            return
+        svc.tuning_runner.run(claimed)
+        if claimed.id == job_id:
+            return
+
+
+def _progress(store: Any, job_id: str) -> TuningJob:
+    from tqdm import tqdm
+
+    job = store.get(job_id)
+    with tqdm(total=max(job.total_steps, 1), unit="step", file=sys.stderr) as bar:
+        while True:
+            job = store.get(job_id)
+            if job.total_steps and bar.total != job.total_steps:
+                bar.total = job.total_steps
+            bar.n = job.step
+            post = {"state": job.phase or job.state}
+            if job.loss is not None:
+                post["loss"] = f"{job.loss:.3f}"
+            if job.eval_loss is not None:
+                post["eval"] = f"{job.eval_loss:.3f}"
+            bar.set_postfix(post, refresh=False)
+            bar.refresh()
+            if job.finished:
+                return job
+            time.sleep(POLL_S)
+
+
+def _print_outcome(job: TuningJob) -> None:
+    result = job.result or {}
+    print(f"job {job.id}: {job.state}")
+    if job.error:
+        print(f"  error: {job.error}")
+    train = result.get("train") or {}
+    if train:
+        print(f"  steps {train.get('steps')}, train loss {train.get('train_loss')}, eval loss "
+              f"{train.get('eval_loss')}, {train.get('tokens_per_s', 0):.1f} train tokens/s, "
+              f"{train.get('seconds', 0):.0f} s")
+    gate = result.get("gate")
+    if gate:
+        print(f"  gate: {gate.get('reason')}")
+    if result.get("adapter"):
+        promoted = " (promoted: now active)" if result.get("promote") else ""
+        print(f"  adapter: {result['adapter']}{promoted}")
+    if result.get("classifier"):
+        print(f"  classifier: {result['classifier']} {json.dumps(result.get('metrics', {}))}")
+
+
+def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    jobs = _services(settings).tuning.store.list()
+    if args.json:
+        print(json.dumps([j.to_json() for j in jobs], indent=2))
+        return 0
+    for j in jobs:
+        loss = f"{j.loss:.3f}" if j.loss is not None else "-"
+        print(f"{j.id}\t{j.name}\t{j.spec.method}\t{j.state}\t{j.step}/{j.total_steps}\tloss {loss}"
+              f"\t{j.created_at[:19]}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    job = _services(settings).tuning.store.get(args.job_id)
+    if args.json:
+        print(json.dumps(job.to_json(), indent=2))
+        return 0
+    eta = f", ETA {job.eta_s:.0f} s" if job.eta_s and not job.finished else ""
+    print(f"{job.id} {job.name} ({job.spec.method}): {job.state}"
+          f"{' - ' + job.phase if job.phase else ''}, step {job.step}/{job.total_steps}{eta}")
+    _print_outcome(job)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    job = _services(settings).tuning.store.cancel(args.job_id)
+    print(f"{job.id}: {'cancelled' if job.finished else 'cancel requested (stops at the next step)'}")
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
+    svc = _services(settings)
+    return _follow(svc, svc.tuning.store.requeue(args.job_id), args.detach)

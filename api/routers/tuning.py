@@ -1,0 +1,220 @@
+"""/v1/tuning: datasets and fine-tuning jobs (queued, run by worker processes, followed over SSE)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, UploadFile
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tuning.dataset_store import DatasetRecord
+from tuning.jobs import JobSpec, TuningJob
+from tuning.service import JOB_METHODS, gate_spec
+
+from .. import sse
+from ..deps import ServicesDep
+from ..errors import BadRequest, UploadTooLarge
+
+router = APIRouter(prefix="/v1/tuning", tags=["tuning"])
+LOG_POLL_S = 0.5
+
+
+class Checks(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    regex: str | None = Field(None, description="every answer must match (re.search)")
+    max_chars: int | None = Field(None, ge=1, description="longest acceptable answer")
+    required_phrase: str | None = Field(None, description="every answer must contain it")
+
+
+class JobCreate(BaseModel):
+    """A fine-tuning job. `config` takes the TrainConfig options (the `autotrain llm` flags with
+    underscores: lr, batch_size, grad_accum, epochs, max_steps, model_max_length, block_size, lora_r,
+    lora_alpha, lora_dropout, target_modules, quantization, peft, early_stopping_patience, seed,
+    trainer, format, text_column, ...)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="the adapter's (or classifier's) name")
+    method: Literal[JOB_METHODS] = "lora"  # type: ignore[valid-type]
+    dataset_id: str | None = Field(None, description="a stored dataset; or upload `file`")
+    valid_dataset_id: str | None = None
+    base_model: str | None = Field(None, description="default: the serving generator")
+    config: dict[str, Any] = Field(default_factory=dict)
+    label_column: str = "label"
+    checks: Checks | None = None
+    eval_collection: str | None = None
+    eval_questions_id: str | None = None
+    gate_prompts: int = Field(50, ge=1, le=1000)
+    gate_max_new_tokens: int = Field(96, ge=1, le=4096)
+    promote_if_better: bool = False
+
+
+def job_out(job: TuningJob) -> dict[str, Any]:
+    out = job.to_json()
+    out["job_id"] = out.pop("id")
+    out["progress"] = round(job.step / job.total_steps, 4) if job.total_steps else 0.0
+    out["resumable"] = job.resumable
+    return out
+
+
+def _save_upload(upload: UploadFile, limit: int, folder: Path) -> Path:
+    name = Path(upload.filename or "dataset.jsonl").name
+    dest = folder / name
+    size = 0
+    with dest.open("wb") as out:
+        while block := upload.file.read(1 << 20):
+            size += len(block)
+            if size > limit:
+                raise UploadTooLarge(name, limit / (1024 * 1024))
+            out.write(block)
+    return dest
+
+
+def _store_upload(services: Any, upload: UploadFile, kind: str, **options: Any) -> DatasetRecord:
+    folder = Path(tempfile.mkdtemp(prefix="ragtune-upload-"))
+    try:
+        path = _save_upload(upload, services.settings.max_upload_bytes, folder)
+        record: DatasetRecord = services.tuning.add_dataset(path, kind=kind, **options)
+        return record
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@router.post("/datasets", status_code=201)
+async def upload_dataset(services: ServicesDep, request: Request) -> dict[str, Any]:
+    """Store a dataset (multipart `file`; form fields `kind` = train | labelled | questions, `format`,
+    `text_column`, `label_column`), checked in full first."""
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile) and not hasattr(upload, "filename"):
+        raise BadRequest("send the dataset as a multipart field named 'file'")
+    kind = str(form.get("kind") or "train")
+    options = {k: str(form[k]) for k in ("format", "text_column", "label_column") if form.get(k)}
+    if "format" in options:
+        options["fmt"] = options.pop("format")
+    return _store_upload(services, upload, kind, **options).to_json()  # type: ignore[arg-type]
+
+
+@router.get("/datasets")
+def list_datasets(services: ServicesDep) -> list[dict[str, Any]]:
+    return [r.to_json() for r in services.tuning.datasets.list()]
+
+
+@router.get("/datasets/{dataset_id}")
+def get_dataset(dataset_id: str, services: ServicesDep) -> dict[str, Any]:
+    return dict(services.tuning.datasets.get(dataset_id).to_json())
+
+
+@router.delete("/datasets/{dataset_id}", status_code=204)
+def delete_dataset(dataset_id: str, services: ServicesDep) -> None:
+    services.tuning.datasets.delete(dataset_id)
+
+
+async def _job_request(services: Any, request: Request) -> JobCreate:
+    """The job from a JSON body, or from a multipart form: `config` (the same JSON, as a string)
+    plus `file` (the training data), and optionally `valid_file` and `questions_file`."""
+    content_type = request.headers.get("content-type", "")
+    try:
+        if content_type.startswith("multipart/"):
+            form = await request.form()
+            raw = form.get("config") or "{}"
+            body = json.loads(raw if isinstance(raw, str) else raw.file.read())  # type: ignore[union-attr]
+            method = body.get("method", "lora")
+            uploads = {"file": ("dataset_id", "labelled" if method == "linear_probe" else "train"),
+                       "valid_file": ("valid_dataset_id", "train"),
+                       "questions_file": ("eval_questions_id", "questions")}
+            for field, (key, kind) in uploads.items():
+                upload = form.get(field)
+                if upload is not None and hasattr(upload, "filename"):
+                    options = {}
+                    if kind == "labelled":
+                        options = {"text_column": body.get("config", {}).get("text_column", "text"),
+                                   "label_column": body.get("label_column", "label")}
+                    body[key] = _store_upload(services, upload, kind, **options).id  # type: ignore[arg-type]
+        else:
+            body = await request.json()
+        return JobCreate.model_validate(body)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"the job config is not valid JSON: {exc}") from None
+    except ValidationError as exc:
+        parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise BadRequest("; ".join(parts)) from None
+
+
+def spec_of(req: JobCreate, services: Any) -> JobSpec:
+    if not req.dataset_id:
+        raise BadRequest("give the training data: a stored `dataset_id`, or upload `file`")
+    gate = gate_spec(req.checks.model_dump(exclude_none=True) if req.checks else None,
+                     eval_collection=req.eval_collection, eval_questions=req.eval_questions_id,
+                     prompts=req.gate_prompts, max_new_tokens=req.gate_max_new_tokens,
+                     promote_if_better=req.promote_if_better)
+    if gate.eval_collection:
+        services.collection(gate.eval_collection)  # 404 now, not after training
+    model = "" if req.method == "linear_probe" else (req.base_model or services.generator_path())
+    return JobSpec(name=req.name, dataset_id=req.dataset_id, method=req.method, model=model,
+                   valid_dataset_id=req.valid_dataset_id, train=req.config, gate=gate,
+                   label_column=req.label_column)
+
+
+@router.post("/jobs", status_code=201)
+async def create_job(services: ServicesDep, request: Request) -> dict[str, Any]:
+    """Queue a fine-tuning job; everything is checked first (data errors name the line)."""
+    req = await _job_request(services, request)
+    job = services.tuning.submit(spec_of(req, services), services.classifier_names())
+    services.tuning_runner.wake()
+    return job_out(job)
+
+
+@router.get("/jobs")
+def list_jobs(services: ServicesDep) -> list[dict[str, Any]]:
+    return [job_out(j) for j in services.tuning.store.list()]
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
+    return job_out(services.tuning.store.get(job_id))
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
+    return job_out(services.tuning.store.cancel(job_id))
+
+
+@router.post("/jobs/{job_id}/resume")
+def resume_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
+    """Queue a failed, cancelled or interrupted job again; it continues from its last checkpoint."""
+    job = services.tuning.store.requeue(job_id)
+    services.tuning_runner.wake()
+    return job_out(job)
+
+
+@router.get("/jobs/{job_id}/logs")
+def job_logs(job_id: str, services: ServicesDep, follow: bool = True) -> StreamingResponse:
+    """Server-sent events: `log` (a line of training.log or the worker's log), `progress` (the job,
+    whenever it changes) and, once the job has finished (or at once with follow=false), `end`."""
+    desk = services.tuning
+    job = desk.store.get(job_id)
+
+    def events() -> Iterator[str]:
+        offsets: dict[str, int] = {}
+        seen = ""
+        current = job
+        while True:
+            for source, line in desk.read_logs(current, offsets):
+                yield sse.event("log", {"source": source, "line": line})
+            if current.updated_at != seen:
+                seen = current.updated_at
+                yield sse.event("progress", job_out(current))
+            if current.finished or not follow:
+                yield sse.event("end", job_out(current))
+                return
+            time.sleep(LOG_POLL_S)
+            current = desk.store.get(job_id)
+
+    return sse.stream(events(), lambda exc: sse.event("error", {"detail": str(exc)}))

@@ -1,0 +1,124 @@
+"""The tuning front desk: stores datasets, checks a job completely before queueing it, and answers
+questions about jobs. Shared by the HTTP API and the CLI; the runner and workers do the training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .adapters import AdapterRegistry, check_name
+from .config import METHODS, TrainConfig
+from .dataset_store import DatasetStore
+from .datasets import load_samples
+from .errors import DatasetError, TuningError
+from .jobs import PROBE, GateSpec, JobSpec, JobStore, TuningJob
+from .runner import WORKER_LOG
+
+JOB_METHODS = (*METHODS, PROBE)
+RESERVED = ("model", "data_path", "valid_path", "output_dir", "name", "method", "resume")
+PROBE_OPTIONS = ("text_column", "seed", "val_fraction")
+
+
+class TuningDesk:
+    def __init__(self, root: Path, adapters: AdapterRegistry) -> None:
+        self.root = Path(root)
+        self.store = JobStore(self.root / "jobs.sqlite")
+        self.datasets = DatasetStore(self.root / "datasets")
+        self.runs_root = self.root / "runs"
+        self.adapters = adapters
+
+    def check(self, spec: JobSpec, classifier_names: set[str] | None = None) -> None:
+        """Everything that can be known wrong before training, raised as ValueError/DatasetError."""
+        check_name(spec.name)
+        if spec.method not in JOB_METHODS:
+            raise ValueError(f"method {spec.method!r} must be one of {', '.join(JOB_METHODS)}")
+        if self.store.active_with_name(spec.name):
+            raise TuningError(f"a tuning job named {spec.name!r} is already queued or running")
+        bad = sorted(set(spec.train) & set(RESERVED))
+        if bad:
+            raise ValueError(f"config may not set {', '.join(bad)}: they are given by the job itself")
+        if spec.method == PROBE:
+            self._check_probe(spec, classifier_names or set())
+        else:
+            self._check_training(spec)
+        if spec.gate.eval_questions:
+            self._dataset(spec.gate.eval_questions, "questions", "eval_questions")
+
+    def _dataset(self, ds_id: str, kind: str, role: str) -> Path:
+        record = self.datasets.get(ds_id)
+        if record.kind != kind:
+            raise ValueError(f"{role} {ds_id} was stored as a {record.kind} dataset; this needs a "
+                             f"{kind} dataset")
+        return self.datasets.path(ds_id)
+
+    def _check_training(self, spec: JobSpec) -> None:
+        if spec.name in {r.name for r in self.adapters.list()}:
+            raise TuningError(f"adapter {spec.name!r} already exists; pick another name "
+                              "(or delete the adapter first)")
+        path = self._dataset(spec.dataset_id, "train", "dataset")
+        valid = self._dataset(spec.valid_dataset_id, "train", "valid dataset") \
+            if spec.valid_dataset_id else None
+        try:
+            config = TrainConfig(model=spec.model or "-", data_path=str(path), output_dir="-",
+                                 name=spec.name, method=spec.method,
+                                 valid_path=str(valid) if valid else None, **spec.train)
+        except TypeError as exc:
+            known = ", ".join(f for f in TrainConfig.__dataclass_fields__ if f not in RESERVED)
+            raise ValueError(f"unknown training option ({exc}); known options: {known}") from None
+        for p in (path, valid):
+            if p is not None:  # the chosen format and text column, not just the stored 'auto' check
+                load_samples(p, config.format, config.text_column)
+
+    def _check_probe(self, spec: JobSpec, classifier_names: set[str]) -> None:
+        if spec.name in classifier_names:
+            raise TuningError(f"classifier {spec.name!r} already exists; pick another name")
+        unknown = sorted(set(spec.train) - set(PROBE_OPTIONS))
+        if unknown:
+            raise ValueError(f"a linear probe takes only {', '.join(PROBE_OPTIONS)} as options, "
+                             f"not {', '.join(unknown)}")
+        from .probe import load_labelled
+
+        path = self._dataset(spec.dataset_id, "labelled", "dataset")
+        load_labelled(path, text_column=spec.train.get("text_column", "text"),
+                      label_column=spec.label_column)
+        if spec.gate.declared:
+            raise ValueError("a linear probe has no generation gate: drop checks and eval_collection")
+
+    def submit(self, spec: JobSpec, classifier_names: set[str] | None = None) -> TuningJob:
+        self.check(spec, classifier_names)
+        return self.store.create(spec)
+
+    def add_dataset(self, src: Path, filename: str | None = None, kind: str = "train",
+                    **options: Any) -> Any:
+        return self.datasets.add(src, filename, kind, **options)
+
+    def log_paths(self, job: TuningJob) -> dict[str, Path]:
+        run = self.runs_root / job.id
+        return {"training": run / "training.log", "worker": run / WORKER_LOG}
+
+    def read_logs(self, job: TuningJob, offsets: dict[str, int]) -> Iterator[tuple[str, str]]:
+        """(source, line) for every complete line written since `offsets` (updated in place)."""
+        for source, path in self.log_paths(job).items():
+            try:
+                with path.open("rb") as f:
+                    f.seek(offsets.get(source, 0))
+                    data = f.read()
+            except OSError:
+                continue
+            complete = data[: data.rfind(b"\n") + 1]
+            offsets[source] = offsets.get(source, 0) + len(complete)
+            for line in complete.decode(errors="replace").splitlines():
+                yield source, line
+
+
+def gate_spec(checks: dict[str, Any] | None, **kw: Any) -> GateSpec:
+    """A GateSpec from the request's `checks` object and gate options (ValueError if wrong)."""
+    checks = dict(checks or {})
+    unknown = sorted(set(checks) - {"regex", "max_chars", "required_phrase"})
+    if unknown:
+        raise ValueError(f"unknown check(s) {', '.join(unknown)}: use regex, max_chars, required_phrase")
+    return GateSpec(**checks, **kw)
+
+
+__all__ = ["DatasetError", "TuningDesk", "gate_spec"]

@@ -1,0 +1,169 @@
+"""What a worker process does with one claimed job: train, gate, register, and record the outcome.
+
+The process entry (`python -m api.tuning_worker`) wires the settings-dependent parts in `Hooks` and
+calls `JobExecutor.run`. Everything the job produces lives in its run directory (training.log,
+metrics.json, checkpoints/, adapter/, gate.json); progress goes to the job table after each step.
+A cancel request, or SIGTERM (`interrupted`), stops training at the next step with a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .adapters import AdapterRegistry
+from .base import Progress
+from .config import TrainConfig
+from .dataset_store import DatasetStore
+from .datasets import load_samples, split
+from .errors import TuningError
+from .jobs import PROBE, JobStore, TuningJob
+
+DEFAULT_SAVE_STEPS = 5
+GATE_FILE = "gate.json"
+
+
+@dataclass
+class Hooks:
+    """The parts of a job that need the service's settings (models, embedder, collections)."""
+
+    load_model: Callable[[str], Any]  # base model path -> generation.loading.LoadedModel
+    eval_accuracy: Callable[[str, Path, Any], dict[str, Any]] | None = None  # (collection, questions, gen)
+    train_probe: Callable[[TuningJob, Path], dict[str, Any]] | None = None
+
+
+class JobExecutor:
+    def __init__(self, store: JobStore, datasets: DatasetStore, adapters: AdapterRegistry,
+                 runs_root: Path, hooks: Hooks, interrupted: threading.Event | None = None) -> None:
+        self.store = store
+        self.datasets = datasets
+        self.adapters = adapters
+        self.runs_root = Path(runs_root)
+        self.hooks = hooks
+        self.interrupted = interrupted or threading.Event()
+
+    def run(self, job: TuningJob) -> None:
+        """Run `job` to a final state; errors become a failed job with the message."""
+        try:
+            if job.spec.method == PROBE:
+                self._probe(job)
+            else:
+                self._train(job)
+        except (TuningError, ValueError, OSError) as exc:
+            self.store.finish(job.id, "failed", error=str(exc))
+
+    def run_dir(self, job: TuningJob) -> Path:
+        return self.runs_root / job.id
+
+    def config(self, job: TuningJob) -> TrainConfig:
+        spec = job.spec
+        train = {"save_steps": DEFAULT_SAVE_STEPS, **spec.train}
+        valid = str(self.datasets.path(spec.valid_dataset_id)) if spec.valid_dataset_id else None
+        return TrainConfig(model=spec.model, data_path=str(self.datasets.path(spec.dataset_id)),
+                           valid_path=valid, output_dir=str(self.run_dir(job)), name=spec.name,
+                           method=spec.method, **{**train, "resume": job.resume})
+
+    def _should_stop(self, job_id: str) -> Callable[[], bool]:
+        def check() -> bool:
+            return self.interrupted.is_set() or self.store.cancel_requested(job_id)
+        return check
+
+    def _on_progress(self, job_id: str) -> Callable[[Progress], None]:
+        def report(p: Progress) -> None:
+            self.store.update(job_id, phase="training", step=p.step, total_steps=p.total_steps,
+                              loss=p.loss, eval_loss=p.eval_loss, tokens_per_s=p.tokens_per_s,
+                              eta_s=p.eta_s if p.eta_s != float("inf") else None, epoch=p.epoch)
+        return report
+
+    def _train(self, job: TuningJob) -> None:
+        from .trainer import make_trainer
+
+        config = self.config(job)
+        self.store.update(job.id, phase="loading")
+        result = make_trainer(config.trainer).train(config, self._on_progress(job.id),
+                                                    self._should_stop(job.id))
+        summary: dict[str, Any] = {"train": result.to_dict()}
+        if result.cancelled:
+            state = "interrupted" if self.interrupted.is_set() else "cancelled"
+            self.store.finish(job.id, state, result=summary,
+                              error="stopped by the service shutting down; resume it to continue"
+                              if state == "interrupted" else None)
+            return
+        assert result.adapter_dir is not None
+        gate = self._gate(job, config, result.adapter_dir) if job.spec.gate.declared else None
+        if gate is not None:
+            summary["gate"] = gate
+            (self.run_dir(job) / GATE_FILE).write_text(json.dumps(gate, indent=2) + "\n")
+        self.store.update(job.id, phase="registering")
+        self._register(job, config, result.adapter_dir, {**result.to_dict(), "gate": gate})
+        summary["adapter"] = job.spec.name
+        summary["promote"] = bool(job.spec.gate.promote_if_better and gate and gate.get("better"))
+        self.store.finish(job.id, "succeeded", result=summary)
+
+    def _register(self, job: TuningJob, config: TrainConfig, adapter_dir: Path,
+                  metrics: dict[str, Any]) -> None:
+        from transformers import AutoTokenizer
+
+        from .datasets import dataset_hash
+
+        existing = {r.name: r for r in self.adapters.list()}
+        if job.spec.name in existing:  # registered by an earlier attempt of this very job
+            if existing[job.spec.name].config.get("output_dir") == config.output_dir:
+                return
+            raise TuningError(f"adapter {job.spec.name!r} already exists; pick another --name")
+        tokenizer = AutoTokenizer.from_pretrained(config.model)
+        self.adapters.register(job.spec.name, adapter_dir, config.model, tokenizer, config,
+                               dataset_hash(config.data_path), metrics)
+
+    def _held_out(self, config: TrainConfig) -> list[Any]:
+        if config.valid_path:
+            return load_samples(config.valid_path, config.format, config.text_column)
+        samples = load_samples(config.data_path, config.format, config.text_column)
+        return split(samples, config.val_fraction, config.seed)[1]
+
+    def _gate(self, job: TuningJob, config: TrainConfig, adapter_dir: Path) -> dict[str, Any]:
+        from generation.generator import HFGenerator
+
+        from .gate import BaseView, prompts_of, run_gate
+
+        gate = job.spec.gate
+        if config.method == "full":
+            return {"better": None, "reason": "no gate for a full fine-tune: it is a new model, not "
+                                              "an adapter on the base"}
+        self.store.update(job.id, phase="gate: loading")
+        from peft import PeftModel
+
+        loaded = self.hooks.load_model(config.model)
+        peft_model = PeftModel.from_pretrained(loaded.model, str(adapter_dir), adapter_name="tuned")
+        peft_model.eval()
+        tuned = HFGenerator(replace(loaded, model=peft_model))
+        base = BaseView(tuned, peft_model)
+        prompts = prompts_of(self._held_out(config), gate.prompts)
+        evaluate = None
+        if gate.eval_collection and gate.eval_questions and self.hooks.eval_accuracy is not None:
+            questions = self.datasets.path(gate.eval_questions)
+            collection = gate.eval_collection
+            hook = self.hooks.eval_accuracy
+
+            def evaluate(gen: Any) -> dict[str, Any]:
+                return hook(collection, questions, gen)
+
+        return run_gate(tuned, base, prompts, gate, evaluate,
+                        on_phase=lambda phase: self.store.update(job.id, phase=phase))
+
+    def _probe(self, job: TuningJob) -> None:
+        if self.hooks.train_probe is None:
+            raise TuningError("this worker cannot train linear probes (no embedder wired)")
+        start = time.perf_counter()
+        self.store.update(job.id, phase="training", total_steps=1)
+        metrics = self.hooks.train_probe(job, self.datasets.path(job.spec.dataset_id))
+        self.store.update(job.id, step=1)
+        self.store.finish(job.id, "succeeded", result={
+            "classifier": job.spec.name, "metrics": metrics,
+            "seconds": round(time.perf_counter() - start, 2)})
+
