@@ -87,6 +87,8 @@ class JobExecutor:
         self.store.update(job.id, phase="loading")
         result = make_trainer(config.trainer).train(config, self._on_progress(job.id),
                                                     self._should_stop(job.id))
+        if result.eval_loss is not None:  # the final evaluation comes after the last progress report
+            self.store.update(job.id, eval_loss=result.eval_loss)
         summary: dict[str, Any] = {"train": result.to_dict()}
         if result.cancelled:
             state = "interrupted" if self.interrupted.is_set() else "cancelled"
