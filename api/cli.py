@@ -17,6 +17,7 @@ from typing import Any
 from generation.errors import GenerationError
 from ingest.errors import IngestError
 from retrieval.errors import RetrievalError
+from tuning.errors import TuningError
 
 from .settings import Settings
 
@@ -210,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_eval.add_parser(sub, lambda s: _services(s))
 
+    from . import cli_synth
+
+    t = sub.add_parser("tune", help="behaviour fine-tunes: training data")
+    cli_synth.add_generate_data_parser(t.add_subparsers(dest="tune_command", required=True))
+
     m = sub.add_parser("models", help="prepare, list or import generator models")
     m.add_argument("action", nargs="?", default="prepare", choices=["prepare", "list", "import-gguf"])
     m.add_argument("file", nargs="?", help="GGUF file, for import-gguf")
@@ -237,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
         return int(args.func(args, settings))
-    except (RetrievalError, IngestError, GenerationError, ValueError) as exc:
+    except (RetrievalError, IngestError, GenerationError, TuningError, ValueError) as exc:
         print(f"ragtune: error: {_message(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
