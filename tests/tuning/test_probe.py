@@ -60,7 +60,8 @@ def test_dataset_errors_name_line_and_field(tmp_path: Path) -> None:
     assert [(p.line, p.field) for p in exc.value.problems] == [(2, "text"), (3, "label"), (4, "label")]
     assert "line 3, field 'label': is missing" in str(exc.value)
 
-    one_class = write_jsonl(tmp_path / "one.jsonl", [{"text": "a", "label": "x"}, {"text": "b", "label": "x"}])
+    one_class = write_jsonl(tmp_path / "one.jsonl",
+                            [{"text": "a", "label": "x"}, {"text": "b", "label": "x"}])
     with pytest.raises(DatasetError, match="at least two classes.*only 'x'"):
         load_labelled(one_class)
     csv = tmp_path / "cols.csv"
@@ -86,7 +87,8 @@ def test_probe_probabilities_match_scikit_learn(n_classes: int) -> None:
 def test_registry_round_trip_overwrite_and_mismatch(tmp_path: Path) -> None:
     embedder = FakeEmbedder()
     texts, labels = sentiment()
-    data = write_jsonl(tmp_path / "s.jsonl", [{"text": t, "label": lab} for t, lab in zip(texts, labels)])
+    data = write_jsonl(tmp_path / "s.jsonl",
+                       [{"text": t, "label": lab} for t, lab in zip(texts, labels, strict=True)])
     registry = ClassifierRegistry(tmp_path / "classifiers")
     record = train_and_register("sentiment", data, embedder, registry, seed=1)
     assert record.labels == ["negative", "positive"] and record.embedder == "fake-bow"
