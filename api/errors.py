@@ -16,7 +16,14 @@ from retrieval.errors import (
     EmbedderMismatch,
     InvalidName,
 )
-from tuning.errors import AdapterMismatch, AdapterNotFound, DatasetError, TuningError
+from tuning.errors import (
+    AdapterMismatch,
+    AdapterNotFound,
+    ClassifierMismatch,
+    ClassifierNotFound,
+    DatasetError,
+    TuningError,
+)
 
 
 class UploadTooLarge(Exception):
@@ -39,6 +46,8 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (NotFound, 404, "not_found"),
     (AdapterNotFound, 404, "adapter_not_found"),
     (AdapterMismatch, 409, "adapter_mismatch"),
+    (ClassifierNotFound, 404, "classifier_not_found"),
+    (ClassifierMismatch, 409, "embedder_mismatch"),
     (ModelNotFound, 404, "model_not_found"),
     (CollectionExists, 409, "conflict"),
     (EmbedderMismatch, 409, "embedder_mismatch"),

@@ -24,6 +24,7 @@ from retrieval.collection import Collection, CollectionConfig
 from retrieval.embedder import Embedder, SentenceTransformerEmbedder
 from retrieval.errors import EmbedderMismatch
 from retrieval.types import Hit, SearchFilter
+from tuning.probe import ClassifierRegistry
 
 from .settings import Settings
 
@@ -42,6 +43,15 @@ class Services:
         self._gen_lock = threading.Lock()
         self.ingest_worker = IngestWorker(settings.data_dir, self._run_job)
         self.evals = EvalStore(settings.data_dir / "evals")
+        self._classifiers: ClassifierRegistry | None = None
+
+    @property
+    def classifiers(self) -> ClassifierRegistry:
+        """Linear-probe classifiers, under data_dir/classifiers."""
+        with self._lock:
+            if self._classifiers is None:
+                self._classifiers = ClassifierRegistry(self.settings.data_dir / "classifiers")
+            return self._classifiers
 
     @property
     def embedder(self) -> Embedder:
