@@ -1,4 +1,4 @@
-"""The `ragtune` command line: serve, collections, ingest, search, models.
+"""The `ragtune` command line: serve, collections, ingest, search, models, tune, classifiers.
 
 Domain errors are translated here, once, into a message on stderr and an exit code
 (1: the work partly failed, 2: bad input).
@@ -211,7 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_eval.add_parser(sub, lambda s: _services(s))
 
-    from . import cli_synth
+    from . import cli_classifiers, cli_synth
+
+    cli_classifiers.add_parser(sub)
 
     t = sub.add_parser("tune", help="behaviour fine-tunes: training data")
     cli_synth.add_generate_data_parser(t.add_subparsers(dest="tune_command", required=True))
