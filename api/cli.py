@@ -1,4 +1,4 @@
-"""The `ragtune` command line: serve, collections, ingest, search, models.
+"""The `ragtune` command line: serve, collections, ingest, search, models, tune, classifiers.
 
 Domain errors are translated here, once, into a message on stderr and an exit code
 (1: the work partly failed, 2: bad input).
@@ -211,8 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_eval.add_parser(sub, lambda s: _services(s))
 
-    from . import cli_tune
+    from . import cli_classifiers, cli_tune
 
+    cli_classifiers.add_parser(sub)
     cli_tune.add_parser(sub)
 
     m = sub.add_parser("models", help="prepare, list or import generator models")

@@ -50,7 +50,7 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    t = sub.add_parser("tune", help="fine-tuning jobs: start, list, status, cancel, resume")
+    t = sub.add_parser("tune", help="fine-tuning: generate-data, start, list, status, cancel, resume")
     tsub = t.add_subparsers(dest="tune_command", required=True)
 
     s = tsub.add_parser("start", help="queue a fine-tune and follow it",
@@ -77,6 +77,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     opts = s.add_argument_group("training options (TrainConfig)")
     add_train_flags(opts)  # type: ignore[arg-type]
     s.set_defaults(func=cmd_start)
+
+    from . import cli_synth
+
+    cli_synth.add_generate_data_parser(tsub)
 
     ls = tsub.add_parser("list", help="recent jobs")
     ls.add_argument("--json", action="store_true")

@@ -17,7 +17,14 @@ from retrieval.errors import (
     InvalidName,
 )
 from tuning.dataset_store import DatasetNotFound
-from tuning.errors import AdapterMismatch, AdapterNotFound, DatasetError, TuningError
+from tuning.errors import (
+    AdapterMismatch,
+    AdapterNotFound,
+    ClassifierMismatch,
+    ClassifierNotFound,
+    DatasetError,
+    TuningError,
+)
 from tuning.jobs import JobNotFound, JobStateError
 
 
@@ -44,6 +51,8 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (JobNotFound, 404, "not_found"),
     (DatasetNotFound, 404, "not_found"),
     (JobStateError, 409, "conflict"),
+    (ClassifierNotFound, 404, "classifier_not_found"),
+    (ClassifierMismatch, 409, "embedder_mismatch"),
     (ModelNotFound, 404, "model_not_found"),
     (CollectionExists, 409, "conflict"),
     (EmbedderMismatch, 409, "embedder_mismatch"),

@@ -28,6 +28,7 @@ from retrieval.errors import EmbedderMismatch
 from retrieval.types import Hit, SearchFilter
 from tuning.adapters import AdapterRegistry
 from tuning.jobs import TuningJob
+from tuning.probe import ClassifierRegistry
 from tuning.runner import TuningRunner
 from tuning.service import TuningDesk
 
@@ -54,6 +55,15 @@ class Services:
                                           self.worker_command, on_finished=self._after_tuning,
                                           env=self.worker_env())
         self._runner_started = False
+        self._classifiers: ClassifierRegistry | None = None
+
+    @property
+    def classifiers(self) -> ClassifierRegistry:
+        """Linear-probe classifiers, under data_dir/classifiers."""
+        with self._lock:
+            if self._classifiers is None:
+                self._classifiers = ClassifierRegistry(self.settings.data_dir / "classifiers")
+            return self._classifiers
 
     @property
     def embedder(self) -> Embedder:
@@ -183,8 +193,7 @@ class Services:
                 "RAGTUNE_WORKER_SETTINGS": self.settings.model_dump_json()}
 
     def classifier_names(self) -> set[str]:
-        root = self.settings.data_dir / "classifiers"
-        return {d.name for d in root.iterdir() if d.is_dir()} if root.is_dir() else set()
+        return {r.name for r in self.classifiers.list()}
 
     def start_tuning_runner(self) -> None:
         self.tuning_runner.start()

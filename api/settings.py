@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -44,6 +44,11 @@ class Settings(BaseSettings):
                                     "support is below the threshold with the refusal sentence")
     support_threshold: float = Field(0.5, ge=0, le=1, description="an answer is `grounded` when "
                                      "this share of its words occurs in the cited passages")
+    openai_base_url: str = Field("", description="OpenAI-compatible API root that writes synthetic "
+                                 "training data, e.g. https://api.openai.com/v1 (empty = the local "
+                                 "generator)")
+    openai_api_key: SecretStr = Field(SecretStr(""), description="API key for openai_base_url")
+    openai_model: str = Field("gpt-4o-mini", description="model name sent to openai_base_url")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -54,6 +59,9 @@ class Settings(BaseSettings):
         if not loopback and not self.allow_remote:
             raise ValueError(f"RAGTUNE_HOST={self.host} exposes an API without authentication; "
                              "set RAGTUNE_ALLOW_REMOTE=true if that is intended")
+        if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):
+            raise ValueError(f"RAGTUNE_OPENAI_BASE_URL={self.openai_base_url} must be an http:// or "
+                             "https:// URL (the API root, e.g. https://api.openai.com/v1)")
         return self
 
     @property

@@ -55,7 +55,8 @@ def make_hooks(svc: Any) -> Hooks:
         record = train_and_register(job.spec.name, data, svc.embedder,
                                     ClassifierRegistry(settings.data_dir / "classifiers"),
                                     text_column=options.get("text_column", "text"),
-                                    label_column=job.spec.label_column, seed=options.get("seed", 42))
+                                    label_column=job.spec.label_column, seed=options.get("seed", 42),
+                                    val_fraction=options.get("val_fraction", 0.2))
         return dict(getattr(record, "metrics", {}) or {})
 
     return Hooks(load_model=load, eval_accuracy=eval_accuracy, train_probe=train_probe)

@@ -236,6 +236,17 @@ class Collection:
         assert self._bm25 is not None
         return self._bm25
 
+    def chunk_refs(self) -> list[tuple[int, str]]:
+        """(chunk id, doc id) of every chunk, in id order."""
+        with self._lock:
+            return self.docstore.chunk_refs()
+
+    def chunks(self, ids: list[int]) -> list[Hit]:
+        """The chunks with these ids, in the order asked (unknown ids skipped), scored 0."""
+        with self._lock:
+            rows = self.docstore.chunks_by_id([int(i) for i in ids])
+        return [Hit(chunk_id=int(i), score=0.0, **rows[int(i)]) for i in ids if int(i) in rows]
+
     def documents(self, limit: int = 1000, offset: int = 0) -> list[DocumentRecord]:
         with self._lock:
             return self.docstore.documents(limit, offset)

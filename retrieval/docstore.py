@@ -151,6 +151,10 @@ class Docstore:
             vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
             yield np.array([r[0] for r in rows], dtype=np.int64), vecs
 
+    def chunk_refs(self) -> list[tuple[int, str]]:
+        return [(int(r[0]), str(r[1]))
+                for r in self._db.execute("SELECT id, doc_id FROM chunks ORDER BY id")]
+
     def chunk_texts(self) -> tuple[np.ndarray, list[str]]:
         rows = self._db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]

@@ -36,3 +36,11 @@ class AdapterNotFound(TuningError):
 
 class AdapterMismatch(TuningError):
     """An adapter trained on another base model or tokenizer than the one it is put on."""
+
+
+class ClassifierNotFound(TuningError):
+    """A classifier name that is not in the registry."""
+
+
+class ClassifierMismatch(TuningError):
+    """A classifier used with another embedder than the one its head was trained on."""

@@ -15,6 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tuning.dataset_store import DatasetRecord
+from tuning.errors import DatasetError
 from tuning.jobs import JobSpec, TuningJob
 from tuning.service import JOB_METHODS, gate_spec
 
@@ -80,7 +81,11 @@ def _store_upload(services: Any, upload: UploadFile, kind: str, **options: Any) 
     folder = Path(tempfile.mkdtemp(prefix="ragtune-upload-"))
     try:
         path = _save_upload(upload, services.settings.max_upload_bytes, folder)
-        record: DatasetRecord = services.tuning.add_dataset(path, kind=kind, **options)
+        try:
+            record: DatasetRecord = services.tuning.add_dataset(path, kind=kind, **options)
+        except DatasetError as exc:  # name the uploaded file, not where it was spooled
+            exc.message = exc.message.replace(f"{folder}/", "")
+            raise
         return record
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -85,6 +85,7 @@ def test_malformed_dataset_is_refused_before_training_with_the_line(client: Test
     assert body["error"] == "invalid_dataset"
     assert [p["line"] for p in body["problems"]] == [4, 5]
     assert "line 4" in body["detail"] and "output" in body["detail"]
+    assert body["detail"].startswith("bad.jsonl")
     assert client.get("/v1/tuning/jobs").json() == []
     r = client.post("/v1/tuning/jobs", json={"name": "x", "dataset_id": "0" * 16})
     assert r.status_code == 404
@@ -129,3 +130,31 @@ def test_cancel_a_running_job(client: TestClient) -> None:
     job = wait_for(client, job_id, lambda j: j["state"] != "running", timeout=60)
     assert job["state"] == "cancelled" and job["step"] < 50
     assert client.get("/v1/adapters").status_code in (200, 404)  # no adapter registered for it
+
+
+def test_linear_probe_job_then_predict(tmp_path: Path, real_embedder: Any) -> None:
+    pos = ["I loved this film, wonderful acting", "great food and friendly staff", "a delightful, happy day",
+           "excellent service, I am very pleased", "what a fantastic and beautiful concert",
+           "superb quality, highly recommended"]
+    neg = ["I hated this film, awful acting", "terrible food and rude staff", "a miserable, sad day",
+           "dreadful service, I am very angry", "what a horrible and ugly concert",
+           "poor quality, do not buy"]
+    rows = "text,label\n" + "".join(f'"{t}",positive\n' for t in pos) + \
+        "".join(f'"{t}",negative\n' for t in neg)
+    settings = Settings(data_dir=tmp_path / "data")
+    with TestClient(create_app(settings, Services(settings, embedder=real_embedder))) as client:
+        bad = client.post("/v1/tuning/jobs", files={"file": ("s.csv", b"text,label\nfine,\n")},
+                          data={"config": json.dumps({"name": "s", "method": "linear_probe"})})
+        assert bad.status_code == 422 and bad.json()["problems"][0]["line"] == 2
+        assert bad.json()["detail"].startswith("s.csv")
+        r = client.post("/v1/tuning/jobs", files={"file": ("s.csv", rows.encode())},
+                        data={"config": json.dumps({"name": "sentiment", "method": "linear_probe",
+                                                    "config": {"val_fraction": 0.25}})})
+        assert r.status_code == 201, r.text
+        job = wait_for(client, r.json()["job_id"], lambda j: j["state"] not in ("queued", "running"))
+        assert job["state"] == "succeeded", job
+        assert job["result"]["classifier"] == "sentiment"
+        pred = client.post("/v1/classifiers/sentiment/predict",
+                           json={"texts": ["an awful, horrible meal", "a wonderful, lovely evening"]})
+        assert pred.status_code == 200, pred.text
+        assert [p["label"] for p in pred.json()["predictions"]] == ["negative", "positive"]
