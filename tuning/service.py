@@ -66,9 +66,24 @@ class TuningDesk:
         except TypeError as exc:
             known = ", ".join(f for f in TrainConfig.__dataclass_fields__ if f not in RESERVED)
             raise ValueError(f"unknown training option ({exc}); known options: {known}") from None
-        for p in (path, valid):
-            if p is not None:  # the chosen format and text column, not just the stored 'auto' check
-                load_samples(p, config.format, config.text_column)
+        samples = [load_samples(p, config.format, config.text_column)  # the chosen format and
+                   for p in (path, valid) if p is not None]              # column, not just 'auto'
+        if Path(spec.model).is_dir():
+            self._check_fits(spec.model, samples[0], config)
+
+    @staticmethod
+    def _check_fits(model: str, samples: list[Any], config: TrainConfig) -> None:
+        """Refuse data of which no example keeps an answer token within the length limit."""
+        from transformers import AutoTokenizer
+
+        from .tokenization import tokenize_samples
+
+        tokenizer = AutoTokenizer.from_pretrained(model)
+        kept, _ = tokenize_samples(tokenizer, samples, config.max_length, config.train_on)
+        if not kept:
+            raise DatasetError(f"no training example keeps an answer token within {config.max_length} "
+                               "tokens once the chat template is applied; raise --model-max-length "
+                               "or shorten the prompts")
 
     def _check_probe(self, spec: JobSpec, classifier_names: set[str]) -> None:
         if spec.name in classifier_names:
