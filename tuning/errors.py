@@ -36,3 +36,8 @@ class AdapterNotFound(TuningError):
 
 class AdapterMismatch(TuningError):
     """An adapter trained on another base model or tokenizer than the one it is put on."""
+
+
+class AdapterInUse(AdapterMismatch):
+    """An adapter that cannot be deleted because it is the one being served (a conflict, as a
+    mismatch is: both are answered 409)."""
