@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 
 from . import errors
-from .routers import ask, collections, documents, evals, jobs, openai_compat, search
+from .routers import adapters, ask, collections, documents, evals, jobs, openai_compat, search
 from .services import Services
 from .settings import Settings
 
@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan,
                   description="Grounded answers with citations from your documents.")
     errors.install(app)
-    for module in (collections, documents, jobs, search, ask, openai_compat, evals):
+    for module in (collections, documents, jobs, search, ask, openai_compat, evals, adapters):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)
