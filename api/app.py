@@ -10,7 +10,18 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 
 from . import errors
-from .routers import ask, classifiers, collections, documents, evals, jobs, openai_compat, search, tuning
+from .routers import (
+    adapters,
+    ask,
+    classifiers,
+    collections,
+    documents,
+    evals,
+    jobs,
+    openai_compat,
+    search,
+    tuning,
+)
 from .services import Services
 from .settings import Settings
 
@@ -32,7 +43,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan,
                   description="Grounded answers with citations from your documents.")
     errors.install(app)
-    for module in (collections, documents, jobs, search, ask, openai_compat, evals, tuning, classifiers):
+    for module in (collections, documents, jobs, search, ask, openai_compat, evals, tuning, classifiers,
+                   adapters):
         app.include_router(module.router)
 
     @app.get("/", include_in_schema=False)

@@ -1,4 +1,4 @@
-"""The `ragtune` command line: serve, collections, ingest, search, models, tune, classifiers.
+"""The `ragtune` command line: serve, collections, ingest, search, models, adapters, tune, classifiers.
 
 Domain errors are translated here, once, into a message on stderr and an exit code
 (1: the work partly failed, 2: bad input).
@@ -135,6 +135,34 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
+    svc = _services(settings)
+    if args.action in ("activate", "delete", "merge") and not args.name:
+        raise ValueError(f"adapters {args.action} needs a NAME")
+    if args.action == "activate":
+        record = svc.activate_adapter(args.name)
+        print(f"activated {record.name} (trained on {record.base_model}); served to requests "
+              "that name no adapter")
+    elif args.action == "deactivate":
+        svc.deactivate_adapter()
+        print("deactivated: serving the base model")
+    elif args.action == "delete":
+        svc.delete_adapter(args.name)
+        print(f"deleted {args.name}")
+    elif args.action == "merge":
+        if not args.out:
+            raise ValueError("adapters merge needs --out DIR, a new directory for the merged model")
+        for warning in svc.merge_adapter(args.name, Path(args.out)):
+            print(f"ragtune: warning: {warning}", file=sys.stderr)
+        print(f"merged {args.name} into {args.out}; serve it with RAGTUNE_GENERATOR={args.out}")
+    else:
+        active = svc.adapters.active()
+        for r in svc.adapters.list():
+            flag = "\tactive" if r.name == active else ""
+            print(f"{r.name}\t{r.method}\tbase {r.base_model}\t{r.created_at}{flag}")
+    return 0
+
+
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from generation.rag import Answer
 
@@ -221,6 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("file", nargs="?", help="GGUF file, for import-gguf")
     m.add_argument("--name", help="name to import the GGUF as")
     m.set_defaults(func=cmd_models)
+
+    d = sub.add_parser("adapters", help="list, activate, deactivate, delete or merge adapters")
+    d.add_argument("action", nargs="?", default="list",
+                   choices=["list", "activate", "deactivate", "delete", "merge"])
+    d.add_argument("name", nargs="?")
+    d.add_argument("--out", help="new directory for the merged model, for merge")
+    d.set_defaults(func=cmd_adapters)
     return p
 
 

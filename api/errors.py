@@ -18,6 +18,7 @@ from retrieval.errors import (
 )
 from tuning.dataset_store import DatasetNotFound
 from tuning.errors import (
+    AdapterInUse,
     AdapterMismatch,
     AdapterNotFound,
     ClassifierMismatch,
@@ -48,6 +49,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (NotFound, 404, "not_found"),
     (AdapterNotFound, 404, "adapter_not_found"),
     (AdapterMismatch, 409, "adapter_mismatch"),
+    (AdapterInUse, 409, "adapter_in_use"),
     (JobNotFound, 404, "not_found"),
     (DatasetNotFound, 404, "not_found"),
     (JobStateError, 409, "conflict"),

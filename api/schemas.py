@@ -104,6 +104,8 @@ class AskRequest(BaseModel):
     mode: str = Field("zero_shot", pattern="^(zero_shot|few_shot|cot)$")
     examples: list[ExampleIn] = Field(default_factory=list, max_length=20)
     filter: SearchFilterIn | None = None
+    adapter: str | None = Field(None, max_length=64, description="adapter to answer with; "
+                                "\"base\" for the base model; default: the active adapter")
 
 
 class CitationOut(BaseModel):
@@ -123,3 +125,23 @@ class AskResponse(BaseModel):
     support_score: float
     refusal_reason: str | None = None
     passages: int = Field(..., description="passages given to the model")
+    adapter: str | None = Field(None, description="the adapter that generated the answer; null: "
+                                "the base model (or the model was not called)")
+
+
+class AdapterOut(BaseModel):
+    name: str
+    method: str
+    base_model: str
+    base_hash: str
+    dataset_hash: str
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    created_at: str
+    active: bool = Field(..., description="answers requests that name no adapter")
+    loaded: bool = Field(..., description="loaded onto the serving generator")
+
+
+class AdapterList(BaseModel):
+    adapters: list[AdapterOut]
+    active: str | None = Field(..., description="the active adapter; null: the base model")

@@ -1,6 +1,8 @@
 """Wiring: turns Settings into the long-lived objects the edges use (catalog, embedder, workers).
 
-Heavy models load lazily, once per process, on first use.
+Heavy models load lazily, once per process, on first use. Adapters live in `data_dir/adapters`;
+the active one (`active.json` there) answers requests that name none, and is loaded onto the
+serving generator beside its base weights (never by reloading the base) when first needed.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from generation.adapters import BASE
 from generation.eval_runs import EvalStore
-from generation.generator import Generator
+from generation.generator import AdapterHost, Generator, Messages, SamplingConfig
 from generation.grounding import Example
 from generation.rag import Answer, AskConfig, RagAnswerer
 from ingest.chunking import Chunker, ChunkingConfig
@@ -26,7 +29,8 @@ from retrieval.collection import Collection, CollectionConfig
 from retrieval.embedder import Embedder, SentenceTransformerEmbedder
 from retrieval.errors import EmbedderMismatch
 from retrieval.types import Hit, SearchFilter
-from tuning.adapters import AdapterRegistry
+from tuning.adapters import AdapterRecord, AdapterRegistry
+from tuning.errors import TuningError
 from tuning.jobs import TuningJob
 from tuning.probe import ClassifierRegistry
 from tuning.runner import TuningRunner
@@ -49,8 +53,11 @@ class Services:
         self._gen_lock = threading.Lock()
         self.ingest_worker = IngestWorker(settings.data_dir, self._run_job)
         self.evals = EvalStore(settings.data_dir / "evals")
-        self.tuning = TuningDesk(settings.data_dir / "tuning",
-                                 AdapterRegistry(settings.data_dir / "adapters"))
+        self.adapters = AdapterRegistry(settings.data_dir / "adapters")
+        self._adapter_lock = threading.Lock()
+        self._loaded_adapters: dict[str, str] = {}  # name -> created_at of the copy loaded
+        self._tokenizer: Any = None
+        self.tuning = TuningDesk(settings.data_dir / "tuning", self.adapters)
         self.tuning_runner = TuningRunner(self.tuning.store, self.tuning.runs_root,
                                           self.worker_command, on_finished=self._after_tuning,
                                           env=self.worker_env())
@@ -116,23 +123,132 @@ class Services:
 
     def ask_config(self, k: int = 5, max_new_tokens: int | None = None,
                    temperature: float = 0.0, mode: str = "zero_shot",
-                   examples: tuple[Example, ...] = ()) -> AskConfig:
+                   examples: tuple[Example, ...] = (), adapter: str | None = None) -> AskConfig:
+        """`adapter` as a request gives it: a name, "base", or None for the active adapter."""
         return AskConfig(k=k, max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
                          temperature=temperature, mode=mode, examples=examples,
                          min_score=self.settings.min_score,
                          focus_sentences=self.settings.focus_sentences,
                          support_threshold=self.settings.support_threshold,
-                         refuse_ungrounded=self.settings.refuse_ungrounded)
+                         refuse_ungrounded=self.settings.refuse_ungrounded,
+                         adapter=self.serving_adapter(adapter))
 
     def ask_stream(self, name: str, question: str, config: AskConfig,
                    flt: SearchFilter | None = None) -> Iterator[str | Answer]:
         hits = self.search(name, question, config.k, flt)
-        return RagAnswerer(lambda: self.generator).stream(question, hits, config)
+        answerer = RagAnswerer(lambda: self.generator_for(config.adapter))
+        return answerer.stream(question, hits, config)
 
     def ask(self, name: str, question: str, config: AskConfig,
             flt: SearchFilter | None = None) -> Answer:
         hits = self.search(name, question, config.k, flt)
-        return RagAnswerer(lambda: self.generator).answer(question, hits, config)
+        return RagAnswerer(lambda: self.generator_for(config.adapter)).answer(question, hits, config)
+
+    def chat_stream(self, messages: Messages, sampling: SamplingConfig,
+                    adapter: str | None) -> Iterator[str]:
+        """Plain chat with the generator; `adapter` must come from `serving_adapter`."""
+        return self.generator_for(adapter).stream(messages, sampling, adapter=adapter)
+
+    # adapters
+
+    def serving_adapter(self, requested: str | None = None) -> str | None:
+        """The adapter that answers a request: `requested` ("base": none), else the active one.
+
+        None means the base model. A requested name must be registered (AdapterNotFound now, not
+        halfway through a stream); compatibility is checked when it is loaded.
+        """
+        name = self.adapters.active() if requested is None else requested
+        if name is None or name == BASE:
+            return None
+        self.adapters.get(name)
+        return name
+
+    def generator_for(self, adapter: str | None) -> Generator:
+        """The generator, with `adapter` (if any) loaded onto it beside the base weights."""
+        if adapter is not None and not self.generator_loaded:
+            self._check_servable(adapter)  # a wrong adapter is refused before the base loads
+        gen = self.generator
+        if adapter is not None:
+            self._load_adapter(gen, adapter)
+        return gen
+
+    def _load_adapter(self, gen: Generator, name: str) -> AdapterRecord:
+        if not isinstance(gen, AdapterHost):
+            raise TuningError(f"the generator {gen.name!r} cannot load adapters")
+        with self._adapter_lock:
+            record = self.adapters.get(name)
+            if name in gen.adapters and self._loaded_adapters.get(name) == record.created_at:
+                return record
+            record = self._check_servable(name)
+            if name in gen.adapters:  # deleted and registered again under the same name
+                gen.remove_adapter(name)
+            gen.add_adapter(name, record.path)
+            self._loaded_adapters[name] = record.created_at
+            log.info("adapter %s loaded onto %s (%s)", name, gen.name, record.method)
+            return record
+
+    def _check_servable(self, name: str) -> AdapterRecord:
+        record = self.adapters.check_compatible(name, self.generator_path(), self._base_tokenizer())
+        if record.method not in ("lora", "qlora"):
+            raise TuningError(f"adapter {name!r} is {record.method}; only LoRA adapters can be "
+                              "served beside the base (merge it, or serve it as a model)")
+        return record
+
+    def _base_tokenizer(self) -> Any:
+        """The serving tokenizer: the loaded generator's, else read from the base directory."""
+        tokenizer = getattr(self._generator, "tokenizer", None)
+        if tokenizer is not None:
+            return tokenizer
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(self.generator_path())
+        return self._tokenizer
+
+    def loaded_adapters(self) -> tuple[str, ...]:
+        gen = self._generator
+        return gen.adapters if isinstance(gen, AdapterHost) else ()
+
+    def activate_adapter(self, name: str) -> AdapterRecord:
+        """Serve `name` for requests that name no adapter, in this and every other process.
+
+        Checked against the serving base and tokenizer first; loaded onto the generator now if
+        the generator is loaded (else on its first request).
+        """
+        record = self._check_servable(name)
+        if self.generator_loaded:
+            self._load_adapter(self.generator, name)
+        self.adapters.set_active(name)
+        return record
+
+    def deactivate_adapter(self) -> None:
+        """Serve the base model alone; loaded adapters stay loaded for requests that name them."""
+        self.adapters.set_active(None)
+
+    def merge_adapter(self, name: str, out_dir: Path) -> list[str]:
+        """Fold LoRA adapter `name` into an fp32 copy of the serving base, saved in `out_dir`;
+        returns warnings about how the merged model differs from base + adapter as served."""
+        from generation.loading import resolve_quantization
+
+        record = self._check_servable(name)
+        base = self.generator_path()
+        warnings = [w for w in [self.adapters.merge(name, base, out_dir)] if w]
+        mode, _ = resolve_quantization(self.settings.quantization, base, self.settings.device)
+        if mode in ("nf4", "int8"):
+            warnings.append(
+                f"the serving base is loaded {mode} (RAGTUNE_QUANTIZATION); {out_dir} holds "
+                f"unquantised merged weights, and serving it {mode} quantises base and adapter "
+                f"together: a different model from the {mode} base + adapter {record.name!r}")
+        return warnings
+
+    def delete_adapter(self, name: str) -> None:
+        """Unregister `name` (refused while active) and unload it from the generator."""
+        self.adapters.delete(name)
+        with self._adapter_lock:
+            gen = self._generator
+            if isinstance(gen, AdapterHost) and name in gen.adapters:
+                gen.remove_adapter(name)
+            self._loaded_adapters.pop(name, None)
 
     @property
     def archive_limits(self) -> ArchiveLimits:

@@ -25,3 +25,7 @@ class PromptTooLong(GenerationError):
             f"the prompt has {prompt_tokens} tokens but the model's context is {context_length}; "
             "send fewer or shorter messages (or retrieve fewer chunks)"
         )
+
+
+class AdapterNotLoaded(GenerationError):
+    """An adapter asked of a generator that has not loaded it (or cannot load adapters at all)."""

@@ -3,7 +3,9 @@
 `HFGenerator` runs `model.generate` in a worker thread and streams text through a
 `TextIteratorStreamer`. One lock per model serialises requests for the whole of a stream; when a
 consumer stops early (or hits a stop string) the worker is told to stop through a stopping
-criterion and the lock is released as soon as it has. Prompts use the tokenizer's chat template,
+criterion and the lock is released as soon as it has. LoRA adapters can be loaded beside the base
+weights (generation/adapters.py) and chosen per call; the choice is made under that same lock, so
+concurrent requests with different adapters never interleave. Prompts use the tokenizer's chat template,
 or a plain "System:/User:/Assistant:" layout for tokenizers that have none.
 """
 
@@ -11,10 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from . import adapters as peft_adapters
 from .errors import GenerationError, PromptTooLong
 from .loading import LoadedModel
 
@@ -55,21 +60,40 @@ class SamplingConfig:
 
 @runtime_checkable
 class Generator(Protocol):
-    """Turns chat messages into a streamed answer."""
+    """Turns chat messages into a streamed answer.
+
+    `adapter` names a loaded adapter to answer with; None or "base" means the base model alone (a
+    generator has no "active" adapter of its own: the caller decides). A generator raises
+    AdapterNotLoaded for a name it has not loaded, before streaming.
+    """
 
     name: str
     context_length: int
 
-    def stream(self, messages: Messages, sampling: SamplingConfig) -> Iterator[str]: ...
+    def stream(self, messages: Messages, sampling: SamplingConfig,
+               adapter: str | None = None) -> Iterator[str]: ...
 
     def count_tokens(self, text: str) -> int: ...
 
     def prompt_tokens(self, messages: Messages) -> int: ...
 
 
-def generate(gen: Generator, messages: Messages, sampling: SamplingConfig) -> str:
+@runtime_checkable
+class AdapterHost(Protocol):
+    """A generator that can load adapters beside its base weights (without reloading them)."""
+
+    @property
+    def adapters(self) -> tuple[str, ...]: ...
+
+    def add_adapter(self, name: str, path: str | Path) -> None: ...
+
+    def remove_adapter(self, name: str) -> None: ...
+
+
+def generate(gen: Generator, messages: Messages, sampling: SamplingConfig,
+             adapter: str | None = None) -> str:
     """The whole answer at once."""
-    return "".join(gen.stream(messages, sampling))
+    return "".join(gen.stream(messages, sampling, adapter=adapter))
 
 
 def check_messages(messages: Messages) -> None:
@@ -187,10 +211,13 @@ class _Job:
     """One model.generate call running in a worker thread, streaming decoded text."""
 
     def __init__(self, loaded: LoadedModel, input_ids: list[int], max_new_tokens: int,
-                 sampling: SamplingConfig) -> None:
+                 sampling: SamplingConfig,
+                 select: Callable[[], AbstractContextManager[Any]] | None = None) -> None:
         from transformers import TextIteratorStreamer
 
         self.loaded = loaded
+        # enters the model to run (with its adapter chosen) around the generate call itself
+        self.select = select or (lambda: nullcontext(loaded.model))
         self.input_ids = input_ids
         self.max_new_tokens = max_new_tokens
         self.sampling = sampling
@@ -202,12 +229,12 @@ class _Job:
         self.finished = 0.0
         self.thread = threading.Thread(target=self._work, name="hf-generate", daemon=True)
 
-    def _generate_kwargs(self) -> dict[str, Any]:
+    def _generate_kwargs(self, model: Any) -> dict[str, Any]:
         import torch
         from transformers import StoppingCriteriaList
 
         loaded, s = self.loaded, self.sampling
-        ids = torch.tensor([self.input_ids], dtype=torch.long, device=loaded.model.device)
+        ids = torch.tensor([self.input_ids], dtype=torch.long, device=model.device)
         pad = loaded.tokenizer.pad_token_id
         kwargs: dict[str, Any] = {
             "input_ids": ids,
@@ -229,7 +256,8 @@ class _Job:
 
     def _work(self) -> None:
         try:
-            self.loaded.model.generate(**self._generate_kwargs())
+            with self.select() as model:
+                model.generate(**self._generate_kwargs(model))
         except BaseException as exc:  # surfaced to the consumer, never lost in the thread
             self.error = exc
             self.streamer.end()
@@ -261,7 +289,11 @@ class _Job:
 
 
 class HFGenerator:
-    """A loaded Hugging Face causal LM behind the Generator protocol; one generation at a time."""
+    """A loaded Hugging Face causal LM behind the Generator protocol; one generation at a time.
+
+    Adapters added with `add_adapter` sit beside the base weights (never a second copy of them);
+    `stream(..., adapter=name)` answers with one, `adapter=None` or "base" with the base alone.
+    """
 
     def __init__(self, loaded: LoadedModel) -> None:
         self.loaded = loaded
@@ -272,6 +304,25 @@ class HFGenerator:
         # the lock) on a different thread from the one that acquired it.
         self._lock = threading.Lock()
         self._fallback = not getattr(loaded.tokenizer, "chat_template", None)
+        self._peft: Any | None = None  # the peft wrapper around loaded.model, once adapters exist
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.loaded.tokenizer
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        """Names of the adapters loaded beside the base weights."""
+        return peft_adapters.loaded_names(self._peft)
+
+    def add_adapter(self, name: str, path: str | Path) -> None:
+        """Load the adapter saved in `path` as `name`; waits for the running generation to end."""
+        with self._lock:
+            self._peft = peft_adapters.attach(self.loaded.model, self._peft, name, path)
+
+    def remove_adapter(self, name: str) -> None:
+        with self._lock:
+            self._peft = peft_adapters.detach(self._peft, name)
 
     def count_tokens(self, text: str) -> int:
         return len(self.loaded.tokenizer.encode(text, add_special_tokens=False))
@@ -286,18 +337,23 @@ class HFGenerator:
     def prompt_tokens(self, messages: Messages) -> int:
         return len(self._encode(messages))
 
-    def stream(self, messages: Messages, sampling: SamplingConfig) -> Iterator[str]:
+    def stream(self, messages: Messages, sampling: SamplingConfig,
+               adapter: str | None = None) -> Iterator[str]:
         """Checks and tokenises now (so errors raise here); generates lazily as it is iterated."""
+        peft_adapters.check_loaded(self._peft, adapter)
         ids = self._encode(messages)
         room = self.context_length - len(ids)
         if room < 1:
             raise PromptTooLong(len(ids), self.context_length)
         stops = sampling.stop + (FALLBACK_STOPS if self._fallback else ())
-        return self._run(ids, min(sampling.max_new_tokens, room), sampling, stops)
+        return self._run(ids, min(sampling.max_new_tokens, room), sampling, stops, adapter)
 
     def _run(self, ids: list[int], max_new: int, sampling: SamplingConfig,
-             stops: tuple[str, ...]) -> Iterator[str]:
-        job = _Job(self.loaded, ids, max_new, sampling)
+             stops: tuple[str, ...], adapter: str | None) -> Iterator[str]:
+        # The selection is entered in the worker, while this stream holds the lock, so neither
+        # another stream nor add/remove_adapter can change the adapter under a generation.
+        job = _Job(self.loaded, ids, max_new, sampling,
+                   select=lambda: peft_adapters.selected(self.loaded.model, self._peft, adapter))
         asked = time.perf_counter()
         self._lock.acquire()
         try:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from retrieval.types import Hit
 
+from .adapters import is_base
 from .generator import Generator, SamplingConfig
 from .grounding import (
     MODES,
@@ -48,6 +49,8 @@ class AskConfig:
     loop_ngram: int = field(default=8, metadata={"help": "stop when the answer starts repeating "
                                                          "itself (n-gram tokens; 0 = off)"})
     stop: tuple[str, ...] = field(default=(), metadata={"help": "end the answer at these"})
+    adapter: str | None = field(default=None, metadata={"help": "loaded adapter to answer with; "
+                                                                "None = the base model"})
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 100:
@@ -70,6 +73,7 @@ class Answer:
     passages: list[Passage]
     refusal_reason: str | None = None
     stats: dict[str, float] = field(default_factory=dict)
+    adapter: str | None = None  # the adapter that generated the answer; None: the base, or no call
 
 
 def to_passages(hits: Sequence[Hit]) -> list[Passage]:
@@ -111,13 +115,14 @@ class RagAnswerer:
                                   repetition_penalty=config.repetition_penalty,
                                   loop_ngram=config.loop_ngram)
         start, pieces = time.perf_counter(), []
-        for piece in generator.stream(messages, sampling):
+        for piece in generator.stream(messages, sampling, adapter=config.adapter):
             pieces.append(piece)
             yield piece
         by_chunk = {p.chunk_id: p for p in passages}
         cited = [dataclasses.replace(by_chunk[k.chunk_id], n=k.n) for k in kept]
         answer = self.finish("".join(pieces), cited, config)
         answer.stats["generate_s"] = time.perf_counter() - start
+        answer.adapter = None if is_base(config.adapter) else config.adapter
         yield answer
 
     def answer(self, question: str, hits: Sequence[Hit], config: AskConfig) -> Answer:

@@ -74,3 +74,14 @@ def imported_model(tmp_path_factory: pytest.TempPathFactory) -> ImportedModel:
     started = time.perf_counter()
     path = registry.ensure_default(progress=messages.append)
     return ImportedModel(registry, path, time.perf_counter() - started, messages)
+
+
+@pytest.fixture(scope="session")
+def lora_dirs(imported_model: ImportedModel,
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two different random LoRA adapters for the packaged SmolLM2 (peft format, unregistered)."""
+    from tests.helpers import make_lora
+
+    root = tmp_path_factory.mktemp("loras")
+    return (make_lora(imported_model.path, root / "lora-1", seed=1),
+            make_lora(imported_model.path, root / "lora-2", seed=2))

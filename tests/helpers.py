@@ -27,3 +27,18 @@ def pipeline(coll: Collection, embedder: FakeEmbedder, batch_chunks: int = 16) -
 
 def text_doc(source: str, text: str, fmt: str = "txt") -> LoadedDocument:
     return LoadedDocument(source=source, content=text.encode(), pages=[Page(text)], format=fmt)
+
+
+def make_lora(base_model: Path, out_dir: Path, seed: int) -> Path:
+    """An untrained LoRA adapter (rank 4 on q/v projections) with random A and B, so that it
+    visibly changes greedy output; saved in peft's format to `out_dir`."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                        init_lora_weights=False)  # B = 0 would make it a no-op
+    get_peft_model(model, config).save_pretrained(str(out_dir))
+    return out_dir

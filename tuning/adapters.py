@@ -4,13 +4,16 @@ Each adapter lives in `root/<name>/` beside a `ragtune_adapter.json` that record
 and a sha256 of its safetensors weights), a fingerprint of the tokenizer (chat template, vocabulary
 size, EOS token), the dataset's hash, the training config and metrics. `check_compatible` refuses a
 base or tokenizer other than the one trained on; `load_onto` puts adapters on a model (several can be
-loaded, one active); `merge` folds a LoRA adapter into an fp32 copy of the base.
+loaded, one active); `merge` folds a LoRA adapter into an fp32 copy of the base. `root/active.json`
+names the adapter being served; any process (the server, the CLI, a training worker promoting an
+adapter) may write it, and readers re-read it only when the file changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import uuid
@@ -20,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from .config import TrainConfig
-from .errors import AdapterMismatch, AdapterNotFound, TuningError
+from .errors import AdapterInUse, AdapterMismatch, AdapterNotFound, TuningError
 
 META_FILE = "ragtune_adapter.json"
+ACTIVE_FILE = "active.json"
+RESERVED_NAMES = ("base",)  # "base" selects the base model without an adapter, per request
 HASH_CACHE = ".ragtune_weights_sha256.json"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -50,6 +55,9 @@ def check_name(name: str) -> None:
     if not NAME_RE.match(name) or ".." in name:
         raise ValueError(f"adapter name {name!r} must be 1-64 letters, digits, '_', '-' or '.', "
                          "starting with a letter or digit")
+    if name.lower() in RESERVED_NAMES:
+        raise ValueError(f"adapter name {name!r} is reserved: it selects the base model without an "
+                         "adapter; pick another name")
 
 
 def _weight_files(model_dir: Path) -> list[Path]:
@@ -98,6 +106,8 @@ class AdapterRegistry:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        self._active: str | None = None
+        self._active_stamp: tuple[int, int, int] | None = None
 
     def register(self, name: str, adapter_dir: Path, base_model_path: str | Path, tokenizer: Any,
                  config: TrainConfig, dataset_hash: str, metrics: dict[str, Any]) -> AdapterRecord:
@@ -134,7 +144,44 @@ class AdapterRegistry:
         return AdapterRecord(path=path, **data)
 
     def delete(self, name: str) -> None:
-        shutil.rmtree(self.get(name).path)
+        """Remove adapter `name`; refused (AdapterInUse) while it is the active one."""
+        record = self.get(name)
+        if self.active() == name:
+            raise AdapterInUse(f"adapter {name!r} is active (being served); deactivate it or "
+                               "activate another before deleting it")
+        shutil.rmtree(record.path)
+
+    def active(self) -> str | None:
+        """The adapter being served (None: the base alone), as last written by any process.
+
+        The file is read again only when its inode, size or mtime changed, so asking per request
+        costs one stat.
+        """
+        path = self.root / ACTIVE_FILE
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            self._active, self._active_stamp = None, None
+            return None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if stamp != self._active_stamp:
+            try:
+                name = json.loads(path.read_text()).get("name")
+            except (OSError, ValueError, AttributeError) as exc:
+                raise TuningError(f"{path} is unreadable ({exc}); activate an adapter again "
+                                  "or delete the file to serve the base") from exc
+            self._active, self._active_stamp = (str(name) if name else None), stamp
+        return self._active
+
+    def set_active(self, name: str | None) -> None:
+        """Make `name` the served adapter (None: the base). Written atomically; check compatibility
+        with the serving base first (`check_compatible`)."""
+        if name is not None:
+            self.get(name)
+        body = {"name": name, "since": datetime.now(UTC).isoformat()}
+        tmp = self.root / f".{ACTIVE_FILE}.{uuid.uuid4().hex[:8]}"
+        tmp.write_text(json.dumps(body) + "\n")
+        os.replace(tmp, self.root / ACTIVE_FILE)  # a new inode: readers see the change by stat
 
     def check_compatible(self, name: str, base_model_path: str | Path, tokenizer: Any) -> AdapterRecord:
         """The record of `name`, or AdapterMismatch if it was trained on another base or tokenizer."""

@@ -44,3 +44,8 @@ class ClassifierNotFound(TuningError):
 
 class ClassifierMismatch(TuningError):
     """A classifier used with another embedder than the one its head was trained on."""
+
+
+class AdapterInUse(AdapterMismatch):
+    """An adapter that cannot be deleted because it is the one being served (a conflict, as a
+    mismatch is: both are answered 409)."""

@@ -71,13 +71,13 @@ def prompts_of(samples: Sequence[Any], limit: int) -> list[Messages]:
     return out
 
 
-class BaseView:
-    """The tuned generator with its adapter switched off: the base model, same weights in memory."""
+class Pinned:
+    """A generator that always answers with one adapter (or "base"): what the gate compares."""
 
-    def __init__(self, gen: Generator, peft_model: Any) -> None:
+    def __init__(self, gen: Generator, adapter: str) -> None:
         self.gen = gen
-        self.model = peft_model
-        self.name = f"{gen.name} (base)"
+        self.adapter = adapter
+        self.name = f"{gen.name} ({adapter})"
         self.context_length = gen.context_length
 
     def count_tokens(self, text: str) -> int:
@@ -86,14 +86,9 @@ class BaseView:
     def prompt_tokens(self, messages: Messages) -> int:
         return self.gen.prompt_tokens(messages)
 
-    def stream(self, messages: Messages, sampling: SamplingConfig) -> Iterator[str]:
-        inner = self.gen.stream(messages, sampling)
-
-        def run() -> Iterator[str]:
-            with self.model.disable_adapter():
-                yield from inner
-
-        return run()
+    def stream(self, messages: Messages, sampling: SamplingConfig,
+               adapter: str | None = None) -> Iterator[str]:
+        return self.gen.stream(messages, sampling, adapter=self.adapter)
 
 
 AskFn = Callable[[Generator], dict[str, Any]]

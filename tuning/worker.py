@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,20 +131,16 @@ class JobExecutor:
     def _gate(self, job: TuningJob, config: TrainConfig, adapter_dir: Path) -> dict[str, Any]:
         from generation.generator import HFGenerator
 
-        from .gate import BaseView, prompts_of, run_gate
+        from .gate import Pinned, prompts_of, run_gate
 
         gate = job.spec.gate
-        if config.method == "full":
-            return {"better": None, "reason": "no gate for a full fine-tune: it is a new model, not "
-                                              "an adapter on the base"}
+        if config.method not in ("lora", "qlora"):
+            return {"better": None, "reason": f"no gate for {config.method}: only LoRA adapters are "
+                                              "served beside the base, which the gate compares"}
         self.store.update(job.id, phase="gate: loading")
-        from peft import PeftModel
-
-        loaded = self.hooks.load_model(config.model)
-        peft_model = PeftModel.from_pretrained(loaded.model, str(adapter_dir), adapter_name="tuned")
-        peft_model.eval()
-        tuned = HFGenerator(replace(loaded, model=peft_model))
-        base = BaseView(tuned, peft_model)
+        gen = HFGenerator(self.hooks.load_model(config.model))
+        gen.add_adapter("tuned", adapter_dir)  # beside the base weights, as serving does
+        tuned, base = Pinned(gen, "tuned"), Pinned(gen, "base")
         prompts = prompts_of(self._held_out(config), gate.prompts)
         evaluate = None
         if gate.eval_collection and gate.eval_questions and self.hooks.eval_accuracy is not None:
@@ -152,8 +148,8 @@ class JobExecutor:
             collection = gate.eval_collection
             hook = self.hooks.eval_accuracy
 
-            def evaluate(gen: Any) -> dict[str, Any]:
-                return hook(collection, questions, gen)
+            def evaluate(model: Any) -> dict[str, Any]:
+                return hook(collection, questions, model)
 
         return run_gate(tuned, base, prompts, gate, evaluate,
                         on_phase=lambda phase: self.store.update(job.id, phase=phase))

@@ -22,7 +22,7 @@ def answer_out(answer: Answer) -> AskResponse:
     return AskResponse(
         answer=answer.answer, refused=answer.refused, grounded=answer.grounded,
         support_score=answer.support_score, refusal_reason=answer.refusal_reason,
-        passages=len(answer.passages),
+        passages=len(answer.passages), adapter=answer.adapter,
         citations=[CitationOut(n=c.n, doc_id=c.doc_id, source=c.source, page=c.page,
                                chunk_id=c.chunk_id, text=c.text) for c in answer.citations])
 
@@ -41,7 +41,8 @@ def _filter(body: AskRequest) -> SearchFilter | None:
 def ask(name: str, body: AskRequest, services: ServicesDep) -> AskResponse | StreamingResponse:
     config = services.ask_config(
         k=body.k, max_new_tokens=body.max_new_tokens, temperature=body.temperature,
-        mode=body.mode, examples=tuple(Example(e.question, e.answer) for e in body.examples))
+        mode=body.mode, examples=tuple(Example(e.question, e.answer) for e in body.examples),
+        adapter=body.adapter)
     items = services.ask_stream(name, body.question, config, _filter(body))
     if not body.stream:
         final = [i for i in items if isinstance(i, Answer)]

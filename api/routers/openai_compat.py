@@ -1,7 +1,9 @@
 """OpenAI-compatible endpoints: /v1/chat/completions, /v1/embeddings, /v1/models.
 
 `model` in a chat request names either a collection (answered with retrieval and citations, the
-last user message being the question) or the generator itself (plain chat).
+last user message being the question) or the generator itself (plain chat). An extra `adapter`
+field picks the adapter ("base" for none; default: the active one); the adapter that answered is
+reported in the extra `ragtune` field, which plain chat with the base model leaves out.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class ChatRequest(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=1, le=4096)
     temperature: float = Field(0.0, ge=0, le=2)
     top_p: float = Field(1.0, gt=0, le=1)
+    adapter: str | None = Field(None, max_length=64, description="ragtune extension: adapter to "
+                                "answer with; \"base\" for none; default: the active adapter")
 
 
 class EmbeddingRequest(BaseModel):
@@ -63,45 +67,55 @@ def _completion(cid: str, model: str, text: str, usage: dict[str, int],
     return {**body, **({"ragtune": extra} if extra else {})}
 
 
-def _pieces(services: Services, body: ChatRequest) -> Iterator[str | Answer]:
+def _pieces(services: Services, body: ChatRequest) -> tuple[Iterator[str | Answer], str | None]:
+    """The answer's pieces, and the adapter answering (None: the base model)."""
     max_new = body.max_completion_tokens or body.max_tokens or services.settings.max_new_tokens
     if services.catalog.exists(body.model):
         question = next((m.content for m in reversed(body.messages) if m.role == "user"), None)
         if not question:
             raise BadRequest("a chat request to a collection needs a user message (the question)")
-        config = services.ask_config(max_new_tokens=max_new, temperature=body.temperature)
-        return services.ask_stream(body.model, question, config)
+        config = services.ask_config(max_new_tokens=max_new, temperature=body.temperature,
+                                     adapter=body.adapter)
+        return services.ask_stream(body.model, question, config), config.adapter
     if body.model != services.settings.generator:
         raise NotFound(f"model {body.model!r} is neither a collection nor the generator "
                        f"({services.settings.generator!r}); GET /v1/models lists them")
     sampling = SamplingConfig(max_new_tokens=max_new, temperature=body.temperature,
                               top_p=body.top_p)
     messages = [m.model_dump() for m in body.messages]
-    return services.generator.stream(messages, sampling)
+    adapter = services.serving_adapter(body.adapter)
+    return services.chat_stream(messages, sampling, adapter), adapter
+
+
+def _extra(answer: Answer | None, adapter: str | None) -> dict[str, Any] | None:
+    if answer is not None:
+        return answer_out(answer).model_dump()
+    return {"adapter": adapter} if adapter is not None else None
 
 
 @router.post("/chat/completions", response_model=None)
 def chat_completions(body: ChatRequest, services: ServicesDep) -> dict[str, Any] | StreamingResponse:
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-    items = _pieces(services, body)
+    items, adapter = _pieces(services, body)
     if not body.stream:
-        text, extra = "", None
+        text, answer = "", None
         for item in items:
             if isinstance(item, Answer):
-                text, extra = item.answer, answer_out(item).model_dump()
+                text, answer = item.answer, item
             else:
                 text += item
-        return _completion(cid, body.model, text, _usage(services, body, text), extra)
+        return _completion(cid, body.model, text, _usage(services, body, text),
+                           _extra(answer, adapter))
 
     def events(items: Iterator[str | Answer]) -> Iterator[str]:
         yield sse.event(None, _chunk(cid, body.model, {"role": "assistant", "content": ""}, None))
-        extra = None
+        answer = None
         for item in items:
             if isinstance(item, Answer):
-                extra = answer_out(item).model_dump()
+                answer = item
             else:
                 yield sse.event(None, _chunk(cid, body.model, {"content": item}, None))
-        yield sse.event(None, _chunk(cid, body.model, {}, "stop", extra))
+        yield sse.event(None, _chunk(cid, body.model, {}, "stop", _extra(answer, adapter)))
         yield sse.event(None, "[DONE]")
 
     return sse.stream(events(sse.primed(items)), lambda exc: sse.event(

@@ -10,7 +10,12 @@ import pytest
 from api import cli
 from api.services import Services
 from api.settings import Settings
+from generation.generator import HFGenerator, SamplingConfig, generate
+from generation.loading import LoadConfig, load_model
+from tests.conftest import ImportedModel
 from tests.fakes import FakeEmbedder
+from tuning.adapters import AdapterRegistry
+from tuning.config import TrainConfig
 
 
 @pytest.fixture
@@ -61,3 +66,56 @@ def test_unsafe_settings_refused(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.delenv("RAGTUNE_CHUNK_OVERLAP")
     with pytest.raises(ValueError, match="RAGTUNE_ALLOW_REMOTE"):
         Settings(host="0.0.0.0")
+
+
+def _register(data_dir: Path, imported_model: ImportedModel, lora: Path, name: str,
+              quantization: str = "none") -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(imported_model.path))
+    config = TrainConfig(model=str(imported_model.path), data_path="d.jsonl",
+                         output_dir=str(data_dir / "run"), quantization=quantization)
+    AdapterRegistry(data_dir / "adapters").register(name, lora, imported_model.path, tokenizer,
+                                                    config, "d", {})
+
+
+def test_adapters_list_activate_deactivate_delete(
+        run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+        imported_model: ImportedModel, lora_dirs: tuple[Path, Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RAGTUNE_GENERATOR", str(imported_model.path))
+    _register(tmp_path / "data", imported_model, lora_dirs[0], "tone")
+    assert run("adapters", "activate", "tone") == 0
+    assert run("adapters") == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("\tactive")
+    assert run("adapters", "delete", "tone") == 2
+    assert "deactivate it" in capsys.readouterr().err
+    assert run("adapters", "activate", "nope") == 2
+    assert "adapter 'nope' is not in" in capsys.readouterr().err
+    assert run("adapters", "deactivate") == 0
+    assert run("adapters", "delete", "tone") == 0
+    assert run("adapters", "merge", "tone", "--out", str(tmp_path / "m")) == 2
+    assert not (tmp_path / "m").exists()
+
+
+def test_adapters_merge_writes_a_model_that_answers_like_base_plus_adapter(
+        run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+        imported_model: ImportedModel, lora_dirs: tuple[Path, Path],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RAGTUNE_GENERATOR", str(imported_model.path))
+    monkeypatch.setenv("RAGTUNE_QUANTIZATION", "nf4")
+    _register(tmp_path / "data", imported_model, lora_dirs[0], "tone", quantization="int4")
+    out = tmp_path / "merged"
+    assert run("adapters", "merge", "tone", "--out", str(out)) == 0
+    err = capsys.readouterr().err
+    assert "trained on a int4-quantised base" in err, "the registry's warning"
+    assert "serving base is loaded nf4" in err
+
+    ask = [{"role": "user", "content": "Name three colours of the rainbow."}]
+    short = SamplingConfig(max_new_tokens=6)
+    fp32 = LoadConfig(quantization="fp32", device="cpu")
+    served = HFGenerator(load_model(str(imported_model.path), fp32))
+    served.add_adapter("tone", lora_dirs[0])
+    merged = HFGenerator(load_model(str(out), fp32))
+    assert generate(merged, ask, short) == generate(served, ask, short, adapter="tone")
+    assert generate(merged, ask, short) != generate(served, ask, short)

@@ -6,7 +6,8 @@ import re
 import string
 from collections.abc import Callable, Iterator
 
-from generation.errors import PromptTooLong
+from generation.adapters import is_base
+from generation.errors import AdapterNotLoaded, PromptTooLong
 from generation.generator import (
     Messages,
     SamplingConfig,
@@ -22,6 +23,7 @@ class ScriptedGenerator:
     """Streams `answer_fn(messages)` one word at a time; a "token" is a word or a punctuation mark.
 
     `calls` keeps every message list it was asked about, so tests can check the prompts they built.
+    It hosts no adapters: any adapter other than the base is refused, as the protocol says.
     """
 
     name = "scripted"
@@ -38,7 +40,10 @@ class ScriptedGenerator:
         check_messages(messages)
         return self.count_tokens(fallback_prompt(messages))
 
-    def stream(self, messages: Messages, sampling: SamplingConfig) -> Iterator[str]:
+    def stream(self, messages: Messages, sampling: SamplingConfig,
+               adapter: str | None = None) -> Iterator[str]:
+        if not is_base(adapter):
+            raise AdapterNotLoaded(f"adapter {adapter!r} is not loaded: {self.name} hosts none")
         used = self.prompt_tokens(messages)
         if used >= self.context_length:
             raise PromptTooLong(used, self.context_length)

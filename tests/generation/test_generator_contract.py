@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from generation.errors import PromptTooLong
+from generation.adapters import BASE
+from generation.errors import AdapterNotLoaded, PromptTooLong
 from generation.generator import Generator, HFGenerator, SamplingConfig, generate
 from generation.loading import LoadedModel
 from tests.generation.fakes import ScriptedGenerator
@@ -46,6 +47,12 @@ class GeneratorContract:
     def test_bad_messages_raise_before_streaming(self, generator: Generator) -> None:
         with pytest.raises(ValueError):
             generator.stream([{"role": "oracle", "content": "?"}], SHORT)
+
+    def test_base_adapter_is_the_default_and_unloaded_ones_raise(self,
+                                                                 generator: Generator) -> None:
+        assert generate(generator, ASK, SHORT, adapter=BASE) == generate(generator, ASK, SHORT)
+        with pytest.raises(AdapterNotLoaded):
+            generator.stream(ASK, SHORT, adapter="never-loaded")
 
     def test_prompt_longer_than_context_raises(self, generator: Generator) -> None:
         words = " ".join(["word"] * (generator.context_length + 10))

@@ -6,9 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from tuning.adapters import HASH_CACHE, AdapterRegistry, base_weights_hash, tokenizer_fingerprint
+from generation.adapters import BASE
+from tuning.adapters import (
+    HASH_CACHE,
+    RESERVED_NAMES,
+    AdapterRegistry,
+    base_weights_hash,
+    tokenizer_fingerprint,
+)
 from tuning.config import TrainConfig
-from tuning.errors import AdapterMismatch, AdapterNotFound
+from tuning.errors import AdapterInUse, AdapterMismatch, AdapterNotFound
 
 
 class FakeTokenizer:
@@ -76,3 +83,37 @@ def test_weights_hash_is_cached_and_invalidated(tmp_path: Path) -> None:
 def test_tokenizer_fingerprint_sees_template_and_eos() -> None:
     assert tokenizer_fingerprint(FakeTokenizer()) == tokenizer_fingerprint(FakeTokenizer())
     assert tokenizer_fingerprint(FakeTokenizer(eos="</s>")) != tokenizer_fingerprint(FakeTokenizer())
+
+
+def test_base_is_a_reserved_name(registry: tuple[AdapterRegistry, Path], tmp_path: Path) -> None:
+    reg, base = registry
+    config = TrainConfig(model=str(base), data_path="d.jsonl", output_dir=str(tmp_path / "run"))
+    for name in ("base", "BASE"):
+        with pytest.raises(ValueError, match="reserved"):
+            reg.register(name, tmp_path / "run" / "adapter", base, FakeTokenizer(), config, "x", {})
+    assert BASE in RESERVED_NAMES, "the generator's base selector must be unregistrable"
+
+
+def test_active_adapter_is_persisted_and_seen_by_other_readers(
+        registry: tuple[AdapterRegistry, Path]) -> None:
+    reg, _ = registry
+    other = AdapterRegistry(reg.root)  # another process: a server, a training worker
+    assert reg.active() is None and other.active() is None
+    reg.set_active("support-tone")
+    assert other.active() == "support-tone"
+    assert AdapterRegistry(reg.root).active() == "support-tone", "a restart keeps it"
+    other.set_active(None)
+    assert reg.active() is None
+    with pytest.raises(AdapterNotFound):
+        reg.set_active("nope")
+
+
+def test_active_adapter_cannot_be_deleted(registry: tuple[AdapterRegistry, Path]) -> None:
+    reg, _ = registry
+    reg.set_active("support-tone")
+    with pytest.raises(AdapterInUse, match="deactivate"):
+        reg.delete("support-tone")
+    assert isinstance(AdapterInUse("x"), AdapterMismatch), "answered 409 at the HTTP edge"
+    reg.set_active(None)
+    reg.delete("support-tone")
+    assert reg.list() == []

@@ -1,0 +1,79 @@
+"""Adapters in use: LoRA adapters loaded beside a serving model's base weights, one chosen per call.
+
+The base model is wrapped in a peft `PeftModel` when the first adapter is added; later adapters are
+loaded into the same wrapper (`load_adapter`), so the base weights, fp32 or bitsandbytes 4-bit, are
+loaded once and shared. `selected` picks what one generation runs: an adapter (`set_adapter`) or the
+base (`disable_adapter()`). peft keeps the choice on the model, so callers must hold the model's
+generation lock for the whole generation. Removing the last adapter unwraps the model again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .errors import AdapterNotLoaded, GenerationError
+
+BASE = "base"  # the adapter name that selects the base model alone; registries refuse it as a name
+
+
+def is_base(adapter: str | None) -> bool:
+    return adapter is None or adapter == BASE
+
+
+def loaded_names(peft_model: Any | None) -> tuple[str, ...]:
+    return tuple(peft_model.peft_config) if peft_model is not None else ()
+
+
+def attach(model: Any, peft_model: Any | None, name: str, path: str | Path) -> Any:
+    """The peft wrapper of `model` with adapter `name` loaded from `path` (wrapping on first use)."""
+    from peft import PeftModel
+
+    if is_base(name):
+        raise ValueError(f"{BASE!r} is reserved for the base model; name the adapter otherwise")
+    if name in loaded_names(peft_model):
+        raise ValueError(f"adapter {name!r} is already loaded; remove it first to reload it")
+    try:
+        if peft_model is None:
+            return PeftModel.from_pretrained(model, str(path), adapter_name=name, is_trainable=False)
+        peft_model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+        return peft_model
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise GenerationError(f"cannot load adapter {name!r} from {path}: {exc}") from exc
+
+
+def detach(peft_model: Any | None, name: str) -> Any | None:
+    """`peft_model` without adapter `name`; None (the bare base, unwrapped) when none is left."""
+    if name not in loaded_names(peft_model):
+        raise AdapterNotLoaded(f"adapter {name!r} is not loaded (loaded: "
+                               f"{', '.join(loaded_names(peft_model)) or 'none'})")
+    assert peft_model is not None
+    if len(peft_model.peft_config) == 1:
+        peft_model.unload()  # puts the original base layers back in place
+        return None
+    if peft_model.active_adapter == name:  # peft warns when the active one is deleted
+        peft_model.set_adapter(next(n for n in peft_model.peft_config if n != name))
+    peft_model.delete_adapter(name)
+    return peft_model
+
+
+def check_loaded(peft_model: Any | None, adapter: str | None) -> None:
+    if not is_base(adapter) and adapter not in loaded_names(peft_model):
+        raise AdapterNotLoaded(f"adapter {adapter!r} is not loaded on this generator (loaded: "
+                               f"{', '.join(loaded_names(peft_model)) or 'none'})")
+
+
+@contextmanager
+def selected(model: Any, peft_model: Any | None, adapter: str | None) -> Iterator[Any]:
+    """The model to generate with while `adapter` (None or BASE: the base alone) is selected."""
+    check_loaded(peft_model, adapter)
+    if peft_model is None:
+        yield model
+    elif is_base(adapter):
+        with peft_model.disable_adapter():
+            yield peft_model
+    else:
+        peft_model.set_adapter(adapter)
+        yield peft_model

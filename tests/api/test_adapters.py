@@ -1,0 +1,150 @@
+"""/v1/adapters and per-request adapters on ask and chat, served by the real SmolLM2 (fp32) with
+random LoRA adapters built by the test, so hot swaps visibly change greedy output."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+import generation.loading
+from api.app import create_app
+from api.services import Services
+from api.settings import Settings
+from tests.conftest import ImportedModel
+from tests.fakes import FakeEmbedder
+from tests.helpers import text_doc
+from tuning.adapters import AdapterRegistry
+from tuning.config import TrainConfig
+
+QUESTION = {"question": "What does the blue pump move?", "max_new_tokens": 6}
+
+
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every base-model load the services make."""
+    calls: list[str] = []
+    real = generation.loading.load_model
+
+    def counting(path: str, config: generation.loading.LoadConfig) -> Any:
+        calls.append(path)
+        return real(path, config)
+
+    monkeypatch.setattr(generation.loading, "load_model", counting)
+    return calls
+
+
+@pytest.fixture
+def services(tmp_path: Path, imported_model: ImportedModel,
+             lora_dirs: tuple[Path, Path]) -> Iterator[Services]:
+    from transformers import AutoTokenizer
+
+    settings = Settings(data_dir=tmp_path / "data", generator=str(imported_model.path),
+                        quantization="fp32", device="cpu", min_score=-1.0, chunk_size=64,
+                        chunk_overlap=8)
+    svc = Services(settings, embedder=FakeEmbedder())
+    tokenizer = AutoTokenizer.from_pretrained(str(imported_model.path))
+    config = TrainConfig(model=str(imported_model.path), data_path="d.jsonl",
+                         output_dir=str(tmp_path / "run"))
+    svc.adapters.register("tone", lora_dirs[0], imported_model.path, tokenizer, config, "d1",
+                          {"eval_loss": 1.5})
+    svc.adapters.register("tone-2", lora_dirs[1], imported_model.path, tokenizer, config, "d2", {})
+    elsewhere = tmp_path / "other-base"
+    elsewhere.mkdir()
+    (elsewhere / "model.safetensors").write_bytes(b"not the served weights")
+    svc.adapters.register("elsewhere", lora_dirs[0], elsewhere, tokenizer, config, "d3", {})
+    svc.create_collection("kb")
+    svc.pipeline(svc.collection("kb")).run(
+        [text_doc("pumps.md", "# Pumps\n\nThe blue pump moves water uphill to the reservoir.")])
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def client(services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(services.settings, services)) as c:
+        yield c
+
+
+def _ask(client: TestClient, **extra: Any) -> dict[str, Any]:
+    r = client.post("/v1/collections/kb/ask", json={**QUESTION, **extra})
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_hot_swap_changes_output_without_reloading_the_base(
+        client: TestClient, services: Services, loads: list[str]) -> None:
+    base = _ask(client)
+    assert base["adapter"] is None and base["answer"]
+    gen: Any = services.generator
+    weight = gen.loaded.model.model.layers[0].self_attn.q_proj.weight
+
+    r = client.post("/v1/adapters/tone/activate")
+    assert r.status_code == 200, r.text
+    assert r.json()["active"] is True and r.json()["loaded"] is True
+    tuned = _ask(client)
+    assert tuned["adapter"] == "tone" and tuned["answer"] != base["answer"]
+    again = _ask(client, adapter="base")
+    assert again["adapter"] is None and again["answer"] == base["answer"]
+
+    # a training worker promotes another adapter from its own process: seen on the next request
+    AdapterRegistry(services.adapters.root).set_active("tone-2")
+    other = _ask(client)
+    assert other["adapter"] == "tone-2" and other["answer"] not in (base["answer"], tuned["answer"])
+
+    assert loads == [str(services.settings.generator)], "the base model was loaded once"
+    assert services.generator is gen and gen.adapters == ("tone", "tone-2")
+    assert gen.loaded.model.model.layers[0].self_attn.q_proj.base_layer.weight is weight
+    listed = client.get("/v1/adapters").json()
+    flags = {a["name"]: (a["active"], a["loaded"]) for a in listed["adapters"]}
+    assert listed["active"] == "tone-2"
+    assert flags == {"tone": (False, True), "tone-2": (True, True), "elsewhere": (False, False)}
+
+
+def test_chat_and_stream_name_the_adapter(client: TestClient, services: Services) -> None:
+    model = services.settings.generator
+    chat = {"model": model, "max_tokens": 6,
+            "messages": [{"role": "user", "content": "Name three colours of the rainbow."}]}
+    base = client.post("/v1/chat/completions", json=chat).json()
+    assert "ragtune" not in base
+    tuned = client.post("/v1/chat/completions", json={**chat, "adapter": "tone"}).json()
+    assert tuned["ragtune"] == {"adapter": "tone"} and tuned["model"] == model
+    assert (tuned["choices"][0]["message"]["content"]
+            != base["choices"][0]["message"]["content"])
+
+    r = client.post("/v1/collections/kb/ask", json={**QUESTION, "stream": True, "adapter": "tone"})
+    done = [json.loads(block.split("data: ", 1)[1]) for block in r.text.strip().split("\n\n")
+            if block.startswith("event: done")]
+    assert done and done[0]["adapter"] == "tone"
+
+
+def test_wrong_base_unknown_and_active_adapters_are_refused(
+        client: TestClient, services: Services, loads: list[str]) -> None:
+    r = client.post("/v1/adapters/elsewhere/activate")
+    assert r.status_code == 409 and r.json()["error"] == "adapter_mismatch"
+    assert "trained on base 'other-base'" in r.json()["detail"]
+    assert client.post("/v1/collections/kb/ask",
+                       json={**QUESTION, "adapter": "elsewhere"}).status_code == 409
+    assert services.adapters.active() is None
+
+    for r in (client.post("/v1/adapters/nope/activate"), client.get("/v1/adapters/nope"),
+              client.post("/v1/collections/kb/ask", json={**QUESTION, "adapter": "nope"}),
+              client.post("/v1/chat/completions", json={
+                  "model": services.settings.generator, "adapter": "nope",
+                  "messages": [{"role": "user", "content": "hi"}]})):
+        assert r.status_code == 404 and r.json()["error"] == "adapter_not_found", r.text
+
+    r = client.post("/v1/adapters/tone/activate")
+    assert r.status_code == 200 and r.json()["loaded"] is False, "loaded on first use"
+    assert Services(services.settings).adapters.active() == "tone", "kept across a restart"
+    r = client.delete("/v1/adapters/tone")
+    assert r.status_code == 409 and "deactivate" in r.json()["detail"]
+    assert client.post("/v1/adapters/deactivate").json()["active"] is None
+    assert client.delete("/v1/adapters/tone").status_code == 204
+    assert client.get("/v1/adapters/tone").status_code == 404
+    assert loads == [], "activating checks the base on disk; it does not load the model"
