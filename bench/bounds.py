@@ -46,3 +46,19 @@ def encoder_flops_per_token(st_model: object, seq_len: int) -> float:
     emb = sum(p.numel() for p in auto.embeddings.parameters())
     dense = sum(p.numel() for p in auto.parameters()) - emb
     return 2.0 * dense + 4.0 * cfg.num_hidden_layers * seq_len * cfg.hidden_size
+
+
+def decoder_parameters(model: object) -> int:
+    """Parameters of a causal LM, a packed 4-bit parameter counted as the two weights it holds
+    (prefill FLOPs do not shrink with quantisation)."""
+    return sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1)
+               for p in model.parameters())  # type: ignore[attr-defined]
+
+
+def generation_floor_s(prompt_tokens: int, new_tokens: int, params: int, weight_bytes: int,
+                       bound: dict[str, float]) -> float:
+    """Prefill at peak FLOP/s (2 x parameters per prompt token) plus decode at peak bandwidth
+    (every weight read once per new token after the first)."""
+    prefill = prompt_tokens * 2 * params / (bound["matmul_fp32_gflops"] * 1e9)
+    decode = max(new_tokens - 1, 0) * weight_bytes / (bound["memory_bandwidth_gbs"] * 1e9)
+    return prefill + decode

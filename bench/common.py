@@ -57,3 +57,10 @@ class Timer:
 
     def __exit__(self, *exc: object) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+def require(path: Path, what: str) -> None:
+    """Skip a benchmark, with exit status 0 so `make bench` goes on, when its data is absent."""
+    if not path.exists():
+        print(f"skipped: {what} not found at {path} (../shared/data is expected beside the checkout)")
+        raise SystemExit(0)

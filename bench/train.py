@@ -4,6 +4,8 @@ native loop, alpaca_en_demo, batch 8, length 256; each method in its own process
 Bound: a LoRA step does the forward pass and back-propagates activations through the frozen weights,
 about 4 x (transformer-block parameters) FLOPs per token, against the measured peak matmul rate. The
 output layer is left out: the native loop computes it only at the supervised (answer) positions.
+Memory bound: the fp32 weights (block parameters plus the tied embedding), the least a step can hold;
+ratio = bound / peak process memory.
 Reference (TRL SFTTrainer, LoRA r16, fp32, batch 8, length 256, same machine): 22 s/step, 42 tokens/s,
 9.7 GB peak.
 
@@ -19,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .common import SHARED, write
+from .common import SHARED, require, write
 
 DATA = SHARED / "instruct" / "alpaca_en_demo.json"
 
@@ -49,6 +51,7 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, default=Path("/tmp/ragtune-kbdev"))
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
+    require(DATA, "the alpaca_en_demo training set")
     if args.one:
         print(json.dumps(one(args.one, args.steps, args.data_dir)))
         return
@@ -65,6 +68,7 @@ def main() -> None:
     params = cfg.num_hidden_layers * (4 * cfg.hidden_size ** 2
                                       + 3 * cfg.hidden_size * cfg.intermediate_size)
     bound_tps = bound["matmul_fp32_gflops"] * 1e9 / (4 * params)
+    weights_mb = 4 * (params + cfg.vocab_size * cfg.hidden_size) / 1e6
     rows = []
     for method in args.methods:
         out = subprocess.run([sys.executable, "-m", "bench.train", "--one", method, "--steps",
@@ -73,6 +77,9 @@ def main() -> None:
         row = json.loads(out.stdout.strip().splitlines()[-1])
         row["bound_tokens_per_s"] = round(bound_tps, 1)
         row["ratio"] = round(float(row["tokens_per_s"]) / bound_tps, 3)  # type: ignore[arg-type]
+        row["bound_s_per_step"] = round(row["train_tokens"] / row["steps"] / bound_tps, 2)
+        row["memory_bound_mb"] = round(weights_mb, 0)
+        row["memory_ratio"] = round(weights_mb / row["peak_rss_mb"], 3)
         rows.append(row)
         print(" | ".join(f"{k}={v}" for k, v in row.items()))
     write("train", {"bounds": bound, "rows": rows,
