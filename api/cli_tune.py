@@ -106,6 +106,7 @@ def _train_options(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     svc = _services(settings)
     desk = svc.tuning
+    desk.store.recover()  # jobs whose worker died with no runner to notice are interrupted
     if args.resume:
         previous = [j for j in desk.store.list(limit=1000) if j.name == args.name and j.resumable]
         if not previous:

@@ -32,6 +32,7 @@ FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
 RESUMABLE = ("failed", "cancelled", "interrupted")
 PROBE = "linear_probe"
 RUNNER_STALE_S = 10.0
+CLAIM_GRACE_S = 60.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tuning_jobs (
@@ -316,7 +317,13 @@ class JobStore:
 
     def recover(self) -> builtins.list[str]:
         """Mark running jobs whose worker process is gone as interrupted; their ids."""
-        lost = [j for j in self.list(limit=10_000) if j.state == "running" and not pid_alive(j.pid)]
+        def gone(job: TuningJob) -> bool:
+            if job.pid is None:  # claimed a moment ago, its worker not started yet?
+                updated = datetime.fromisoformat(job.updated_at)
+                return (datetime.now(UTC) - updated).total_seconds() > CLAIM_GRACE_S
+            return not pid_alive(job.pid)
+
+        lost = [j for j in self.list(limit=10_000) if j.state == "running" and gone(j)]
         for job in lost:
             self.finish(job.id, "interrupted", error="the worker stopped before the job finished "
                         "(service restart or crash); resume it to continue from its last checkpoint")
