@@ -18,7 +18,7 @@ from typing import Any
 
 from tuning.config import TrainConfig
 from tuning.jobs import JobSpec, TuningJob
-from tuning.service import JOB_METHODS, RESERVED, gate_spec
+from tuning.service import JOB_METHODS, RESERVED, default_method, gate_spec
 
 from .settings import Settings
 
@@ -59,7 +59,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--data-path", required=True, type=Path, help="training data (.jsonl/.json/.csv)")
     s.add_argument("--valid-path", type=Path, help="validation data (default: 10%% of --data-path)")
     s.add_argument("--model", help="base model directory (default: the serving generator)")
-    s.add_argument("--method", choices=JOB_METHODS, default="lora")
+    s.add_argument("--method", choices=JOB_METHODS,
+                   help="default: qlora on CUDA, lora elsewhere")
     s.add_argument("--label-column", default="label", help="for --method linear_probe")
     s.add_argument("--resume", action="store_true",
                    help="resume the interrupted/failed/cancelled job with this --name instead")
@@ -112,8 +113,9 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
         if not previous:
             raise ValueError(f"no interrupted, failed or cancelled job named {args.name!r} to resume")
         return _follow(svc, desk.store.requeue(previous[0].id), args.detach)
-    probe = args.method == "linear_probe"
     options = _train_options(args)
+    args.method = args.method or default_method(settings.device, options)
+    probe = args.method == "linear_probe"
     kind = "labelled" if probe else "train"
     extra = {"text_column": options.get("text_column", "text"), "label_column": args.label_column} \
         if probe else {}

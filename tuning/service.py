@@ -127,6 +127,21 @@ class TuningDesk:
                 yield source, line
 
 
+def default_method(device: str = "auto", train: dict[str, Any] | None = None) -> str:
+    """QLoRA on CUDA (a 4-bit base leaves room for larger models), LoRA elsewhere: on CPU, NF4
+    de-quantises every weight at every step and saves no memory on small models. Options that
+    choose the method themselves (peft false, a quantization) are left to TrainConfig."""
+    train = train or {}
+    if "peft" in train or "quantization" in train or device == "cpu":
+        return "lora"
+    try:
+        import torch
+
+        return "qlora" if torch.cuda.is_available() else "lora"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "lora"
+
+
 def gate_spec(checks: dict[str, Any] | None, **kw: Any) -> GateSpec:
     """A GateSpec from the request's `checks` object and gate options (ValueError if wrong)."""
     checks = dict(checks or {})

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tuning.dataset_store import DatasetRecord
 from tuning.errors import DatasetError
 from tuning.jobs import JobSpec, TuningJob
-from tuning.service import JOB_METHODS, gate_spec
+from tuning.service import JOB_METHODS, default_method, gate_spec
 
 from .. import sse
 from ..deps import ServicesDep
@@ -42,7 +42,8 @@ class JobCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(description="the adapter's (or classifier's) name")
-    method: Literal[JOB_METHODS] = "lora"  # type: ignore[valid-type]
+    method: Literal[JOB_METHODS] | None = Field(  # type: ignore[valid-type]
+        None, description="default: qlora on CUDA, lora elsewhere")
     dataset_id: str | None = Field(None, description="a stored dataset; or upload `file`")
     valid_dataset_id: str | None = None
     base_model: str | None = Field(None, description="default: the serving generator")
@@ -130,7 +131,7 @@ async def _job_request(services: Any, request: Request) -> JobCreate:
             form = await request.form()
             raw = form.get("config") or "{}"
             body = json.loads(raw if isinstance(raw, str) else raw.file.read())  # type: ignore[union-attr]
-            method = body.get("method", "lora")
+            method = body.get("method") or "lora"
             uploads = {"file": ("dataset_id", "labelled" if method == "linear_probe" else "train"),
                        "valid_file": ("valid_dataset_id", "train"),
                        "questions_file": ("eval_questions_id", "questions")}
@@ -161,8 +162,9 @@ def spec_of(req: JobCreate, services: Any) -> JobSpec:
                      promote_if_better=req.promote_if_better)
     if gate.eval_collection:
         services.collection(gate.eval_collection)  # 404 now, not after training
-    model = "" if req.method == "linear_probe" else (req.base_model or services.generator_path())
-    return JobSpec(name=req.name, dataset_id=req.dataset_id, method=req.method, model=model,
+    method = req.method or default_method(services.settings.device, req.config)
+    model = "" if method == "linear_probe" else (req.base_model or services.generator_path())
+    return JobSpec(name=req.name, dataset_id=req.dataset_id, method=method, model=model,
                    valid_dataset_id=req.valid_dataset_id, train=req.config, gate=gate,
                    label_column=req.label_column)
 

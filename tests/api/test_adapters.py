@@ -148,3 +148,23 @@ def test_wrong_base_unknown_and_active_adapters_are_refused(
     assert client.delete("/v1/adapters/tone").status_code == 204
     assert client.get("/v1/adapters/tone").status_code == 404
     assert loads == [], "activating checks the base on disk; it does not load the model"
+
+
+def test_a_job_whose_gate_passed_promotes_its_adapter(services: Services) -> None:
+    from tuning.jobs import JobSpec, TuningJob
+
+    def finished(name: str, state: str, promote: bool) -> TuningJob:
+        return TuningJob(id="j", name=name, state=state, spec=JobSpec(name=name, dataset_id="0" * 16),
+                         result={"adapter": name, "promote": promote})
+
+    promote = services.tuning_runner.on_finished
+    assert promote is not None
+    promote(finished("tone", "succeeded", promote=False))
+    assert services.adapters.active() is None
+    promote(finished("tone", "failed", promote=True))
+    assert services.adapters.active() is None
+    promote(finished("tone", "succeeded", promote=True))
+    assert services.adapters.active() == "tone"
+    with pytest.raises(Exception, match="elsewhere"):  # the serving base's check still applies
+        promote(finished("elsewhere", "succeeded", promote=True))
+    assert services.adapters.active() == "tone"

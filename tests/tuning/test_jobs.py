@@ -189,3 +189,16 @@ def test_prompts_are_the_conversation_before_the_answer() -> None:
                           {"role": "assistant", "content": "a"}]), Sample(2, text="plain")]
     assert prompts_of(samples, 5) == [[{"role": "system", "content": "s"},
                                        {"role": "user", "content": "u"}]]
+
+
+def test_default_method_is_qlora_on_cuda_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from tuning.service import default_method
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_method("auto") == "lora"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_method("auto") == "qlora"
+    assert default_method("cpu") == "lora"
+    assert default_method("auto", {"peft": False}) == "lora"  # TrainConfig makes it full
