@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
@@ -16,6 +16,7 @@ from retrieval.types import DocumentRecord
 from ..deps import ServicesDep
 from ..errors import BadRequest, UploadTooLarge
 from ..schemas import DocumentList, DocumentOut, JobOut
+from ..uploads import copy_bounded
 from .jobs import job_out
 
 router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
@@ -58,17 +59,6 @@ def _check_files(files: list[UploadFile], limit_bytes: int, limit_mb: float,
     return names
 
 
-def _copy_bounded(upload: UploadFile, dest: Path, limit: int, limit_mb: float) -> None:
-    """Copy an upload to disk, refusing it once it passes the limit (its size may be unknown)."""
-    written = 0
-    with open(dest, "wb") as out:
-        while block := upload.file.read(1024 * 1024):
-            written += len(block)
-            if written > limit:
-                raise UploadTooLarge(dest.name, limit_mb)
-            out.write(block)
-
-
 @router.post("", status_code=202, response_model=JobOut)
 def upload_documents(name: str, services: ServicesDep,
                      files: Annotated[list[UploadFile], File(description="files to ingest")],
@@ -83,7 +73,7 @@ def upload_documents(name: str, services: ServicesDep,
     job_id, folder = worker.new_job_dir()
     try:
         for f, fname in zip(files, names, strict=True):
-            _copy_bounded(f, folder / fname, settings.max_upload_bytes, settings.max_upload_mb)
+            copy_bounded(f, folder / fname, settings.max_upload_bytes, settings.max_upload_mb)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

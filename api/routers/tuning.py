@@ -21,7 +21,8 @@ from tuning.service import JOB_METHODS, default_method, gate_spec
 
 from .. import sse
 from ..deps import ServicesDep
-from ..errors import BadRequest, UploadTooLarge
+from ..errors import BadRequest
+from ..uploads import copy_bounded
 
 router = APIRouter(prefix="/v1/tuning", tags=["tuning"])
 LOG_POLL_S = 0.5
@@ -65,23 +66,11 @@ def job_out(job: TuningJob) -> dict[str, Any]:
     return out
 
 
-def _save_upload(upload: UploadFile, limit: int, folder: Path) -> Path:
-    name = Path(upload.filename or "dataset.jsonl").name
-    dest = folder / name
-    size = 0
-    with dest.open("wb") as out:
-        while block := upload.file.read(1 << 20):
-            size += len(block)
-            if size > limit:
-                raise UploadTooLarge(name, limit / (1024 * 1024))
-            out.write(block)
-    return dest
-
-
 def _store_upload(services: Any, upload: UploadFile, kind: str, **options: Any) -> DatasetRecord:
     folder = Path(tempfile.mkdtemp(prefix="ragtune-upload-"))
     try:
-        path = _save_upload(upload, services.settings.max_upload_bytes, folder)
+        path = folder / Path(upload.filename or "dataset.jsonl").name
+        copy_bounded(upload, path, services.settings.max_upload_bytes, services.settings.max_upload_mb)
         try:
             record: DatasetRecord = services.tuning.add_dataset(path, kind=kind, **options)
         except DatasetError as exc:  # name the uploaded file, not where it was spooled
