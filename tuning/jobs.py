@@ -196,11 +196,13 @@ class JobStore:
             conn.close()
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def _db(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """A transaction; a write one takes the lock at once, a read one never waits for writers
+        (WAL), so progress polls do not contend with the worker's updates."""
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         conn.row_factory = sqlite3.Row
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             yield conn
             conn.execute("COMMIT")
         except BaseException:
@@ -227,7 +229,7 @@ class JobStore:
         return self.get(job_id)
 
     def find(self, job_id: str) -> TuningJob | None:
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute("SELECT * FROM tuning_jobs WHERE id = ?", (job_id,)).fetchone()
         return self._job(row) if row else None
 
@@ -238,13 +240,13 @@ class JobStore:
         return job
 
     def list(self, limit: int = 100) -> list[TuningJob]:  # noqa: A003
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute("SELECT * FROM tuning_jobs ORDER BY created_at DESC LIMIT ?",
                               (limit,)).fetchall()
         return [self._job(r) for r in rows]
 
     def active_with_name(self, name: str) -> TuningJob | None:
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute("SELECT * FROM tuning_jobs WHERE name = ? AND state IN "
                              "('queued', 'running') LIMIT 1", (name,)).fetchone()
         return self._job(row) if row else None
@@ -298,7 +300,7 @@ class JobStore:
         return self.get(job_id)
 
     def cancel_requested(self, job_id: str) -> bool:
-        with self._db() as db:
+        with self._db(write=False) as db:
             row = db.execute("SELECT cancel_requested FROM tuning_jobs WHERE id = ?",
                              (job_id,)).fetchone()
         return bool(row and row[0])
@@ -340,6 +342,6 @@ class JobStore:
 
     def runner_alive(self) -> bool:
         """Whether some process (the API) is running queued jobs right now."""
-        with self._db() as db:
+        with self._db(write=False) as db:
             rows = db.execute("SELECT pid, heartbeat FROM tuning_runners").fetchall()
         return any(time.time() - r["heartbeat"] < RUNNER_STALE_S and pid_alive(r["pid"]) for r in rows)

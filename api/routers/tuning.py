@@ -13,6 +13,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from tuning.dataset_store import DatasetRecord
 from tuning.errors import DatasetError
@@ -93,7 +94,9 @@ async def upload_dataset(services: ServicesDep, request: Request) -> dict[str, A
     options = {k: str(form[k]) for k in ("format", "text_column", "label_column") if form.get(k)}
     if "format" in options:
         options["fmt"] = options.pop("format")
-    return _store_upload(services, upload, kind, **options).to_json()  # type: ignore[arg-type]
+    record = await run_in_threadpool(_store_upload, services, upload, kind,  # type: ignore[arg-type]
+                                     **options)
+    return record.to_json()
 
 
 @router.get("/datasets")
@@ -131,7 +134,9 @@ async def _job_request(services: Any, request: Request) -> JobCreate:
                     if kind == "labelled":
                         options = {"text_column": body.get("config", {}).get("text_column", "text"),
                                    "label_column": body.get("label_column", "label")}
-                    body[key] = _store_upload(services, upload, kind, **options).id  # type: ignore[arg-type]
+                    record = await run_in_threadpool(_store_upload, services, upload,  # type: ignore[arg-type]
+                                                     kind, **options)
+                    body[key] = record.id
         else:
             body = await request.json()
         return JobCreate.model_validate(body)
@@ -162,7 +167,9 @@ def spec_of(req: JobCreate, services: Any) -> JobSpec:
 async def create_job(services: ServicesDep, request: Request) -> dict[str, Any]:
     """Queue a fine-tuning job; everything is checked first (data errors name the line)."""
     req = await _job_request(services, request)
-    job = services.tuning.submit(spec_of(req, services), services.classifier_names())
+    # checking the data (tokenizing every example) must not hold up the event loop
+    job = await run_in_threadpool(
+        lambda: services.tuning.submit(spec_of(req, services), services.classifier_names()))
     services.tuning_runner.wake()
     return job_out(job)
 

@@ -123,7 +123,7 @@ def test_upload_of_unknown_size_is_still_capped(tmp_path) -> None:  # type: igno
     from fastapi import UploadFile
 
     from api.errors import UploadTooLarge
-    from api.routers.documents import _copy_bounded
+    from api.uploads import copy_bounded as _copy_bounded
 
     upload = UploadFile(io.BytesIO(b"x" * 3000), filename="big.txt", size=None)
     with pytest.raises(UploadTooLarge, match="big.txt"):
