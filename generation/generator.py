@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from . import adapters as peft_adapters
 from .errors import GenerationError, PromptTooLong
 from .loading import LoadedModel
+from .spans import SpanConstraint
 
 Messages = list[dict[str, str]]
 ROLES = ("system", "user", "assistant")
@@ -42,6 +43,9 @@ class SamplingConfig:
     loop_ngram: int = field(default=0, metadata={
         "help": "0 = off; stop once the generated text repeats an n-gram of this many tokens it "
                 "already produced (small models loop under greedy decoding)"})
+    constraint: SpanConstraint | None = field(default=None, compare=False, metadata={
+        "help": "span-grounded decoding: the answer may only copy text from these passages (plus "
+                "[n] markers, glue words and the refusal); None = unconstrained"})
 
     def __post_init__(self) -> None:
         if self.loop_ngram != 0 and not 2 <= self.loop_ngram <= 64:
@@ -248,6 +252,13 @@ class _Job:
         }
         if s.repetition_penalty != 1.0:
             kwargs["repetition_penalty"] = s.repetition_penalty
+        if s.constraint is not None:
+            from transformers import LogitsProcessorList
+
+            from .constrained import SpanLogitsProcessor
+
+            kwargs["logits_processor"] = LogitsProcessorList([SpanLogitsProcessor(
+                s.constraint, loaded.tokenizer, len(self.input_ids), loaded.eos_token_ids)])
         if s.temperature > 0:
             kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=0)
         else:  # the model's own sampling defaults would only trigger warnings under greedy
