@@ -153,6 +153,22 @@ def support_score(answer: str, passages: Sequence[Passage]) -> float:
     return sum(w in vocab for w in words) / len(words)
 
 
+_NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
+_NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][A-Za-z]+")
+
+
+def unsupported_facts(answer: str, passages: Sequence[Passage]) -> list[str]:
+    """Numbers and capitalised names in `answer` that none of `passages` contains: a misread
+    figure or an invented name, which no share of supported words can make grounded."""
+    text = _MARKER.sub(" ", answer)
+    source = " ".join(p.text for p in passages)
+    numbers = set(_NUMBER.findall(source))
+    lowered = source.lower()
+    missing = [n for n in _NUMBER.findall(text) if n not in numbers]
+    missing += [w for w in _NAME.findall(text) if w.lower() not in lowered]
+    return missing
+
+
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
 

@@ -106,3 +106,20 @@ def test_attribution_cites_supported_uncited_sentences_only() -> None:
     assert out == ("Sallow Cross treats 42 ML/d [2]. Penguins like jazz. Stage 2 takes 15 working "
                    "days [1].")
     assert attribute("anything", []) == "anything"
+
+
+def test_a_wrong_number_or_an_invented_name_is_never_grounded() -> None:
+    from generation.grounding import Passage, unsupported_facts
+    from generation.rag import AskConfig, RagAnswerer
+
+    cited = [Passage(n=1, text="Chunks are 256 tokens long. Call extension 4417 for Halyard.",
+                     source="handbook.md", page=None, score=0.9)]
+    assert unsupported_facts("Chunks are 32 tokens long [1]", cited) == ["32"]
+    assert unsupported_facts("Call Bob on 4417 [1]", cited) == ["Bob"]
+    assert unsupported_facts("256 tokens [1]. Halyard", cited) == []
+    config = AskConfig()
+    wrong = RagAnswerer.finish("Chunks are 32 tokens long [1].", cited, config)
+    right = RagAnswerer.finish("Chunks are 256 tokens long [1].", cited, config)
+    assert wrong.support_score >= config.support_threshold  # most words are supported...
+    assert not wrong.grounded                                # ...but the number is not
+    assert right.grounded
