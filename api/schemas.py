@@ -123,6 +123,9 @@ class AskResponse(BaseModel):
     refused: bool
     grounded: bool
     support_score: float
+    answerable_score: float | None = Field(None, description="the answerability classifier's "
+                                           "score in [0, 1] (null when it did not run); answers "
+                                           "under its threshold are refused")
     refusal_reason: str | None = None
     passages: int = Field(..., description="passages given to the model")
     adapter: str | None = Field(None, description="the adapter that generated the answer; null: "

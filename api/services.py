@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from generation.adapters import BASE
+from generation.answerability import DEFAULT_MODEL as DEFAULT_ANSWERABILITY
+from generation.answerability import AnswerabilityModel
 from generation.eval_runs import EvalStore
 from generation.generator import AdapterHost, Generator, Messages, SamplingConfig
 from generation.grounding import Example
@@ -63,6 +65,7 @@ class Services:
                                           env=self.worker_env())
         self._runner_started = False
         self._classifiers: ClassifierRegistry | None = None
+        self._answerability: AnswerabilityModel | None = None
 
     @property
     def classifiers(self) -> ClassifierRegistry:
@@ -131,7 +134,18 @@ class Services:
                          focus_sentences=self.settings.focus_sentences,
                          support_threshold=self.settings.support_threshold,
                          refuse_ungrounded=self.settings.refuse_ungrounded,
+                         span_decoding=self.settings.span_decoding,
+                         answerability=self.answerability_model()
+                         if self.settings.answerability else None,
                          adapter=self.serving_adapter(adapter))
+
+    def answerability_model(self) -> AnswerabilityModel:
+        """The answerability classifier (read once): RAGTUNE_ANSWERABILITY_MODEL or the packaged."""
+        with self._lock:
+            if self._answerability is None:
+                path = self.settings.answerability_model or DEFAULT_ANSWERABILITY
+                self._answerability = AnswerabilityModel.load(path)
+            return self._answerability
 
     def ask_stream(self, name: str, question: str, config: AskConfig,
                    flt: SearchFilter | None = None) -> Iterator[str | Answer]:

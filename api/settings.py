@@ -36,12 +36,18 @@ class Settings(BaseSettings):
         "auto", description="how the generator is loaded; auto = nf4, except a model imported "
                             "from an already-quantised GGUF on CPU, served de-quantised")
     max_new_tokens: int = Field(128, ge=1, le=4096, description="default answer length cap")
-    focus_sentences: int = Field(3, ge=0, le=50, description="lines of each retrieved chunk shown "
+    focus_sentences: int = Field(2, ge=0, le=50, description="lines of each retrieved chunk shown "
                                  "to the model (the best-matching ones; 0 = whole chunks)")
     min_score: float = Field(0.4, ge=-1, le=1, description="refuse without calling the model when "
                              "the best passage scores below this (cosine similarity)")
     refuse_ungrounded: bool = Field(False, description="strict mode: replace an answer whose "
                                     "support is below the threshold with the refusal sentence")
+    span_decoding: bool = Field(False, description="answers may only copy text from the shown "
+                                "passages (plus [n] markers, glue words and the refusal)")
+    answerability: bool = Field(False, description="refuse answers the answerability "
+                                "classifier scores under its threshold (generation/answerability.py)")
+    answerability_model: Path | None = Field(None, description="a fitted answerability model "
+                                             "(JSON); default: the packaged one")
     support_threshold: float = Field(0.5, ge=0, le=1, description="an answer is `grounded` when "
                                      "this share of its words occurs in the cited passages")
     openai_base_url: str = Field("", description="OpenAI-compatible API root that writes synthetic "

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from retrieval.types import Hit
 
 from .adapters import is_base
-from .generator import Generator, SamplingConfig
+from .answerability import AnswerabilityModel, features
+from .generator import Generator, Messages, SamplingConfig
 from .grounding import (
     MODES,
     REFUSAL,
@@ -26,7 +27,9 @@ from .grounding import (
     focus,
     is_refusal,
     support_score,
+    unsupported_facts,
 )
+from .spans import SpanConstraint
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,11 @@ class AskConfig:
     stop: tuple[str, ...] = field(default=(), metadata={"help": "end the answer at these"})
     adapter: str | None = field(default=None, metadata={"help": "loaded adapter to answer with; "
                                                                 "None = the base model"})
+    span_decoding: bool = field(default=False, metadata={
+        "help": "the answer may only copy text from the shown passages, plus [n] markers, glue "
+                "words and the refusal sentence (generation/spans.py)"})
+    answerability: AnswerabilityModel | None = field(default=None, metadata={
+        "help": "refuse answers this classifier scores under its threshold; None = off"})
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 100:
@@ -74,12 +82,21 @@ class Answer:
     refusal_reason: str | None = None
     stats: dict[str, float] = field(default_factory=dict)
     adapter: str | None = None  # the adapter that generated the answer; None: the base, or no call
+    answerable_score: float | None = None  # the answerability classifier's score, when it ran
 
 
 def to_passages(hits: Sequence[Hit]) -> list[Passage]:
     return [Passage(n=i, text=h.text, source=h.source, page=h.page, score=h.score,
                     doc_id=h.doc_id, chunk_id=h.chunk_id, metadata=h.metadata)
             for i, h in enumerate(hits, 1)]
+
+
+def decode_stats(constraint: SpanConstraint) -> dict[str, float]:
+    """What the constrained decoder saw, as numbers (absent when it saw nothing)."""
+    trace = constraint.trace
+    stats = {"mean_logprob": trace.mean_logprob, "refusal_margin": trace.refusal_margin,
+             "forced_steps": float(trace.forced)}
+    return {k: v for k, v in stats.items() if v is not None}
 
 
 def refusal(passages: list[Passage], reason: str) -> Answer:
@@ -105,15 +122,14 @@ class RagAnswerer:
                                     f"(best {best:.3f})")
             return
         generator = self.get_generator()
-        shown = focus(question, passages, config.focus_sentences) if config.focus_sentences \
-            else passages
-        kept, messages = fit_passages(
-            question, shown, generator.prompt_tokens, generator.context_length,
-            config.max_new_tokens, config.mode, config.examples)
+        kept, messages = self.prompt(question, passages, config, generator)
+        observe = config.span_decoding or config.answerability is not None
+        constraint = SpanConstraint([p.text for p in kept], enforce=config.span_decoding) \
+            if observe and kept else None
         sampling = SamplingConfig(max_new_tokens=config.max_new_tokens,
                                   temperature=config.temperature, stop=config.stop,
                                   repetition_penalty=config.repetition_penalty,
-                                  loop_ngram=config.loop_ngram)
+                                  loop_ngram=config.loop_ngram, constraint=constraint)
         start, pieces = time.perf_counter(), []
         for piece in generator.stream(messages, sampling, adapter=config.adapter):
             pieces.append(piece)
@@ -122,8 +138,22 @@ class RagAnswerer:
         cited = [dataclasses.replace(by_chunk[k.chunk_id], n=k.n) for k in kept]
         answer = self.finish("".join(pieces), cited, config)
         answer.stats["generate_s"] = time.perf_counter() - start
+        if constraint is not None:
+            answer.stats.update(decode_stats(constraint))
+        if config.answerability is not None and not answer.refused:
+            answer = self.judge(question, kept, answer, config.answerability)
         answer.adapter = None if is_base(config.adapter) else config.adapter
         yield answer
+
+    @staticmethod
+    def prompt(question: str, passages: list[Passage], config: AskConfig,
+               generator: Generator) -> tuple[list[Passage], Messages]:
+        """The passages as shown (focused, numbered, fitted to the context) and the messages:
+        exactly what the model is asked, so training data can be built the same way."""
+        shown = focus(question, passages, config.focus_sentences) if config.focus_sentences \
+            else passages
+        return fit_passages(question, shown, generator.prompt_tokens, generator.context_length,
+                            config.max_new_tokens, config.mode, config.examples)
 
     def answer(self, question: str, hits: Sequence[Hit], config: AskConfig) -> Answer:
         final = None
@@ -134,13 +164,28 @@ class RagAnswerer:
         return final
 
     @staticmethod
+    def judge(question: str, shown: list[Passage], answer: Answer,
+              model: AnswerabilityModel) -> Answer:
+        """Score the answer's answerability; refuse it when under the model's threshold."""
+        feats = features(question, shown, answer.answer, answer.stats)
+        score = round(model.score(feats), 4)
+        stats = {**answer.stats, **{f"feature_{k}": v for k, v in feats.items()}}
+        if score >= model.threshold:
+            return dataclasses.replace(answer, answerable_score=score, stats=stats)
+        refused = refusal(answer.passages, f"answerable_score {score:.3f} is under the "
+                                           f"threshold {model.threshold:g}")
+        return dataclasses.replace(refused, answerable_score=score, stats=stats,
+                                   adapter=answer.adapter)
+
+    @staticmethod
     def finish(raw: str, passages: list[Passage], config: AskConfig) -> Answer:
         text = final_answer(raw, config.mode)
         if is_refusal(text) or not text:
             return refusal(passages, "the model found no answer in the passages")
         cleaned, cited = extract_citations(attribute(text, passages), passages)
         support = support_score(cleaned, cited or passages)
-        grounded = bool(cited) and support >= config.support_threshold
+        grounded = bool(cited) and support >= config.support_threshold \
+            and not unsupported_facts(cleaned, cited)
         if config.refuse_ungrounded and not grounded:
             return refusal(passages, f"the answer was not supported by the passages "
                                      f"(support {support:.2f})")

@@ -21,7 +21,8 @@ router = APIRouter(prefix="/v1/collections/{name}", tags=["ask"])
 def answer_out(answer: Answer) -> AskResponse:
     return AskResponse(
         answer=answer.answer, refused=answer.refused, grounded=answer.grounded,
-        support_score=answer.support_score, refusal_reason=answer.refusal_reason,
+        support_score=answer.support_score, answerable_score=answer.answerable_score,
+        refusal_reason=answer.refusal_reason,
         passages=len(answer.passages), adapter=answer.adapter,
         citations=[CitationOut(n=c.n, doc_id=c.doc_id, source=c.source, page=c.page,
                                chunk_id=c.chunk_id, text=c.text) for c in answer.citations])

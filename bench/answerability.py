@@ -1,0 +1,48 @@
+"""Fit the answerability classifier from a calibration run of `bench.answers` and save it.
+
+    python -m bench.answers --kb /tmp/squad-calib --answerability observe --tag calib ...
+    python -m bench.answerability bench/results/answers_calib.json [--out generation/answerability.json]
+
+The calibration KB comes from the SQuAD *calib* split (`python -m bench.squad_kb --split calib`),
+never from the eval split or kb_dev. The threshold keeps false refusal (all refusals of answerable
+questions, the earlier ones included) at most --max-false-refusal on that run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from generation.answerability import DEFAULT_MODEL, FEATURES
+from tuning.answerability import fit_answerability
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("results", type=Path, help="bench.answers JSON run with --answerability observe")
+    p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--max-false-refusal", type=float, default=0.05)
+    args = p.parse_args()
+    run = json.loads(args.results.read_text())
+    if "calib" not in run["kb"] or "eval" in Path(run["kb"]).name:
+        raise SystemExit(f"refusing to fit on {run['kb']}: use a calib-split KB")
+    rows, already = [], 0
+    for q in run["questions"]:
+        feats = {f: q["stats"].get(f"feature_{f}") for f in FEATURES}
+        if q["refused"]:
+            already += q["answerable"]
+        elif all(v is not None for v in feats.values()):
+            rows.append((feats, q["answerable"]))
+    total = sum(q["answerable"] for q in run["questions"])
+    record = {"fitted_on": run["kb"], "run_settings": {k: run["settings"].get(k) for k in (
+        "generator", "adapter", "span_decoding", "k", "focus_sentences", "min_score")}}
+    model = fit_answerability(rows, already_refused=already, answerable_total=total,
+                              max_false_refusal=args.max_false_refusal, record=record)
+    model.save(args.out)
+    print(json.dumps({"out": str(args.out), "threshold": model.threshold, **model.record,
+                      "weights": model.weights}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

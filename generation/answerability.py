@@ -1,0 +1,103 @@
+"""Calibrated answerability: should this answer be given, or refused as "the passages do not say"?
+
+The retrieval threshold refuses off-topic questions before the model runs. On-topic questions whose
+answer is missing get passages from the right document, so their cosine looks like an answerable
+question's. What differs is how well the question is covered by the line the answer was copied
+from, and how sure the model was: a small logistic model over those features gives
+`answerable_score` in [0, 1]; an answer scoring under the model's threshold is refused.
+
+The model is fitted on SQuAD-derived questions from articles never used for evaluation
+(tuning/answerability.py, `python -m bench.answerability`), and ships as a small JSON file with its
+record (data, threshold and what it was chosen for).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .grounding import Passage, content_words
+
+FEATURES = ("best_score", "question_coverage", "answer_line_coverage", "refusal_margin",
+            "mean_logprob", "answer_words")
+DEFAULT_MODEL = Path(__file__).with_name("answerability.json")
+_LINE = re.compile(r"(?<=[.!?])\s+|\n+")
+_CUT = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]|;|,\s|\band\b")
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def _words(text: str) -> set[str]:
+    return {_stem(w) for w in content_words(text)}
+
+
+def _coverage(wanted: set[str], line: str) -> float:
+    return len(wanted & _words(line)) / len(wanted) if wanted else 0.0
+
+
+def features(question: str, shown: Sequence[Passage], answer: str,
+             stats: Mapping[str, float]) -> dict[str, float]:
+    """The classifier's inputs for one answer over the passages the model was shown.
+
+    `stats` are the decoder's observations (`refusal_margin`, `mean_logprob`); missing ones count
+    as 0, which is what a fully confident model would give.
+    """
+    wanted = _words(question)
+    lines = [u.strip() for p in shown for u in _LINE.split(p.text) if u.strip()]
+    head = next((part.strip().lower() for part in _CUT.split(answer) if part.strip()), "")
+    with_answer = [u for u in lines if head and head in u.lower()]
+    return {
+        "best_score": max((p.score for p in shown), default=0.0),
+        "question_coverage": max((_coverage(wanted, u) for u in lines), default=0.0),
+        "answer_line_coverage": max((_coverage(wanted, u) for u in with_answer), default=0.0),
+        "refusal_margin": float(stats.get("refusal_margin", 0.0)),
+        "mean_logprob": float(stats.get("mean_logprob", 0.0)),
+        "answer_words": float(min(len(answer.split()), 80)),
+    }
+
+
+@dataclass(frozen=True)
+class AnswerabilityModel:
+    """sigmoid(bias + sum(weight * (feature - mean) / scale)); refuse below `threshold`."""
+
+    weights: dict[str, float]
+    bias: float
+    mean: dict[str, float]
+    scale: dict[str, float]
+    threshold: float
+    record: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = [f for f in FEATURES if f not in self.weights or f not in self.mean
+                   or f not in self.scale]
+        if missing:
+            raise ValueError(f"answerability model lacks features {missing}; refit it")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold {self.threshold!r} must be in [0, 1]")
+        if any(self.scale[f] <= 0 for f in FEATURES):
+            raise ValueError("every feature scale must be positive")
+
+    def score(self, feats: Mapping[str, float]) -> float:
+        z = self.bias + sum(self.weights[f] * (feats[f] - self.mean[f]) / self.scale[f]
+                            for f in FEATURES)
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_MODEL) -> AnswerabilityModel:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls(**data)
+        except (OSError, json.JSONDecodeError, TypeError) as exc:
+            raise ValueError(f"cannot read the answerability model {path}: {exc}") from exc

@@ -1,0 +1,110 @@
+"""The answerability classifier: features, scoring, refusing under the threshold, fitting."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from generation.answerability import DEFAULT_MODEL, FEATURES, AnswerabilityModel, features
+from generation.grounding import REFUSAL, Passage
+from generation.rag import AskConfig, RagAnswerer
+from retrieval.types import Hit
+from tests.generation.fakes import ScriptedGenerator
+from tuning.answerability import choose_threshold, fit_answerability
+from tuning.errors import TuningError
+
+SHOWN = [Passage(n=1, text="Notre Dame\nThe Grotto is a replica of the grotto at Lourdes, France.",
+                 source="nd.txt", page=None, score=0.7),
+         Passage(n=2, text="The university has a library of 3 million volumes.", source="nd.txt",
+                 page=None, score=0.6)]
+
+
+def test_features_measure_how_the_answer_line_covers_the_question() -> None:
+    on = features("The grotto at Notre Dame is a replica of which grotto?", SHOWN, "Lourdes [1]",
+                  {"refusal_margin": -3.0, "mean_logprob": -0.2})
+    off = features("Who designed the library building?", SHOWN, "Lourdes [1]", {})
+    assert set(on) == set(FEATURES)
+    assert on["answer_line_coverage"] > off["answer_line_coverage"]
+    assert on["best_score"] == 0.7 and on["refusal_margin"] == -3.0 and on["answer_words"] == 2
+    assert features("x?", SHOWN, "nowhere to be found", {})["answer_line_coverage"] == 0.0
+
+
+def _model(threshold: float) -> AnswerabilityModel:
+    weights = dict.fromkeys(FEATURES, 0.0) | {"answer_line_coverage": 4.0}
+    return AnswerabilityModel(weights=weights, bias=0.0, mean=dict.fromkeys(FEATURES, 0.5),
+                              scale=dict.fromkeys(FEATURES, 1.0), threshold=threshold)
+
+
+def test_score_is_monotone_in_a_positive_weight() -> None:
+    m = _model(0.5)
+    low = dict.fromkeys(FEATURES, 0.0)
+    assert m.score(low) < m.score(low | {"answer_line_coverage": 1.0})
+    assert 0.0 < m.score(low) < 1.0
+
+
+def _hits() -> list[Hit]:
+    return [Hit(chunk_id=i, doc_id="nd", source=p.source, page=None, text=p.text, score=p.score,
+                metadata={}) for i, p in enumerate(SHOWN, 1)]
+
+
+@pytest.mark.parametrize(("threshold", "refused"), [(0.99, True), (0.01, False)])
+def test_an_answer_under_the_threshold_is_refused(threshold: float, refused: bool) -> None:
+    gen = ScriptedGenerator(lambda _: "Lourdes [1]")
+    config = AskConfig(answerability=_model(threshold), focus_sentences=0)
+    answer = RagAnswerer(lambda: gen).answer("Who built the library?", _hits(), config)
+    assert answer.refused is refused
+    assert answer.answerable_score is not None and 0 <= answer.answerable_score <= 1
+    assert (answer.answer == REFUSAL) is refused
+    if refused:
+        assert "answerable_score" in (answer.refusal_reason or "")
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    m = _model(0.3)
+    m.save(tmp_path / "m.json")
+    assert AnswerabilityModel.load(tmp_path / "m.json") == m
+    (tmp_path / "bad.json").write_text(json.dumps({"weights": {}}))
+    with pytest.raises(ValueError, match="answerability model"):
+        AnswerabilityModel.load(tmp_path / "bad.json")
+
+
+def test_the_packaged_model_loads_and_says_what_it_was_fitted_on() -> None:
+    if not DEFAULT_MODEL.exists():
+        pytest.skip("no packaged answerability model yet")
+    m = AnswerabilityModel.load()
+    assert "calib" in m.record["fitted_on"] and m.record["max_false_refusal"] <= 0.05
+
+
+def test_fit_separates_and_holds_the_false_refusal_budget() -> None:
+    rng = random.Random(0)
+    rows = []
+    for i in range(200):
+        answerable = i % 4 != 0
+        x = {f: rng.gauss(0, 1) for f in FEATURES}
+        x["answer_line_coverage"] += 1.5 if answerable else -1.5
+        rows.append((x, answerable))
+    model = fit_answerability(rows, max_false_refusal=0.05)
+    assert model.weights["answer_line_coverage"] > 1.0
+    pos = [model.score(x) < model.threshold for x, y in rows if y]
+    neg = [model.score(x) < model.threshold for x, y in rows if not y]
+    assert sum(pos) / len(pos) <= 0.05
+    assert sum(neg) / len(neg) > 0.5
+    with pytest.raises(TuningError, match="both kinds"):
+        fit_answerability([(x, True) for x, _ in rows])
+
+
+def test_earlier_refusals_use_up_the_budget() -> None:
+    scores, labels = [0.1, 0.2, 0.3, 0.4, 0.9], [True] * 4 + [False]
+    free, _ = choose_threshold(scores, labels, already_refused=0, answerable_total=20,
+                               max_false_refusal=0.1)
+    spent, stats = choose_threshold(scores, labels, already_refused=2, answerable_total=20,
+                                    max_false_refusal=0.1)
+    assert free == 0.3  # refuses 0.1 and 0.2: 2 of 20
+    assert sum(s < spent for s in scores[:4]) == 0  # the 2 already refused are the whole budget
+    assert stats["fit_false_refusal"] == 0.1
+    over, _ = choose_threshold(scores, labels, already_refused=5, answerable_total=20,
+                               max_false_refusal=0.1)
+    assert over == 0.0
