@@ -49,14 +49,9 @@ def add_train_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, type=kind, default=argparse.SUPPRESS, dest=f.name, help=helptext)
 
 
-def add_parser(sub: Any) -> argparse.ArgumentParser:
-    t = sub.add_parser("tune", help="fine-tuning: generate-data, start, list, status, cancel, resume")
-    tsub = t.add_subparsers(dest="tune_command", required=True)
-
-    s = tsub.add_parser("start", help="queue a fine-tune and follow it",
-                        description="Queue a fine-tuning job (flags as in `autotrain llm`).")
-    s.add_argument("--name", required=True, help="the adapter's (or classifier's) name")
-    s.add_argument("--data-path", required=True, type=Path, help="training data (.jsonl/.json/.csv)")
+def add_start_arguments(s: argparse.ArgumentParser, name_required: bool = True) -> None:
+    """The flags of `tune start` after --data-path: naming, gate and TrainConfig options."""
+    s.add_argument("--name", required=name_required, help="the adapter's (or classifier's) name")
     s.add_argument("--valid-path", type=Path, help="validation data (default: 10%% of --data-path)")
     s.add_argument("--model", help="base model directory (default: the serving generator)")
     s.add_argument("--method", choices=JOB_METHODS,
@@ -77,11 +72,24 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     s.add_argument("--detach", action="store_true", help="queue and return at once")
     opts = s.add_argument_group("training options (TrainConfig)")
     add_train_flags(opts)  # type: ignore[arg-type]
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    t = sub.add_parser("tune", help="fine-tuning: generate-data, start, list, status, cancel, resume")
+    tsub = t.add_subparsers(dest="tune_command", required=True)
+
+    s = tsub.add_parser("start", help="queue a fine-tune and follow it",
+                        description="Queue a fine-tuning job (flags as in `autotrain llm`).")
+    s.add_argument("--data-path", required=True, type=Path, help="training data (.jsonl/.json/.csv)")
+    add_start_arguments(s)
     s.set_defaults(func=cmd_start)
 
     from . import cli_synth
 
     cli_synth.add_generate_data_parser(tsub)
+    from . import cli_recipe
+
+    cli_recipe.add_parser(tsub)
 
     ls = tsub.add_parser("list", help="recent jobs")
     ls.add_argument("--json", action="store_true")
