@@ -132,6 +132,8 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         emb = svc.embedder
         print(f"embedder ready: {emb.name} (dim {emb.dim})")
         print(f"generator ready: {svc.generator_path(progress=print)}")
+        for line in svc.install_packaged_adapters():
+            print(line)
     return 0
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from generation.adapters import BASE
+from generation.adapters import BASE, PACKAGED_ADAPTERS
 from generation.answerability import DEFAULT_MODEL as DEFAULT_ANSWERABILITY
 from generation.answerability import AnswerabilityModel
 from generation.eval_runs import EvalStore
@@ -32,6 +32,7 @@ from retrieval.embedder import Embedder, SentenceTransformerEmbedder
 from retrieval.errors import EmbedderMismatch
 from retrieval.types import Hit, SearchFilter
 from tuning.adapters import AdapterRecord, AdapterRegistry
+from tuning.errors import AdapterMismatch, AdapterNotFound
 from tuning.errors import TuningError
 from tuning.jobs import TuningJob
 from tuning.probe import ClassifierRegistry
@@ -235,6 +236,25 @@ class Services:
         self.adapters.set_active(name)
         return record
 
+    def install_packaged_adapters(self) -> list[str]:
+        """Register the adapters shipped with ragtune (generation/packaged); on a data dir where
+        no adapter was ever chosen, serve `settings.default_adapter` if it fits the generator.
+        Returns what was done, for the user."""
+        done = []
+        shipped = PACKAGED_ADAPTERS.iterdir() if PACKAGED_ADAPTERS.is_dir() else iter(())
+        for src in sorted(p for p in shipped if p.is_dir()):
+            record = self.adapters.install(src)
+            if record is not None:
+                done.append(f"installed adapter {record.name}")
+        name = self.settings.default_adapter
+        if name and self.adapters.never_chosen():
+            try:
+                self.activate_adapter(name)
+                done.append(f"serving adapter {name} (`ragtune adapters deactivate` for the base)")
+            except (AdapterNotFound, AdapterMismatch) as exc:
+                done.append(f"serving the base model: {exc}")
+        return done
+
     def deactivate_adapter(self) -> None:
         """Serve the base model alone; loaded adapters stay loaded for requests that name them."""
         self.adapters.set_active(None)
@@ -324,6 +344,18 @@ class Services:
 
     def classifier_names(self) -> set[str]:
         return {r.name for r in self.classifiers.list()}
+
+    def recover(self) -> None:
+        """Clean up after processes that stopped mid-way: fail their evaluations, remove the
+        temporary folders of their collection creates and deletes. The server's start-up calls
+        this once; never a CLI command or a worker, which share the data dir with a live server.
+        Interrupted ingest and tuning jobs are handled by their workers' start()."""
+        failed = self.evals.recover_interrupted()
+        if failed:
+            log.warning("evaluations %s were interrupted by a restart", failed)
+        swept = self.catalog.sweep_temp()
+        if swept:
+            log.info("removed %d abandoned temporary collection folders", len(swept))
 
     def start_tuning_runner(self) -> None:
         self.tuning_runner.start()

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
                                     "support is below the threshold with the refusal sentence")
     span_decoding: bool = Field(False, description="answers may only copy text from the shown "
                                 "passages (plus [n] markers, glue words and the refusal)")
+    default_adapter: str = Field("grounded-qa", description="adapter served on a data dir where "
+                                 "none was ever chosen, installed from the package by `ragtune "
+                                 "models prepare` when it fits the generator; empty = the base")
     answerability: bool = Field(False, description="refuse answers the answerability "
                                 "classifier scores under its threshold (generation/answerability.py)")
     answerability_model: Path | None = Field(None, description="a fitted answerability model "

@@ -17,6 +17,8 @@ from typing import Any
 from .errors import AdapterNotLoaded, GenerationError
 
 BASE = "base"  # the adapter name that selects the base model alone; registries refuse it as a name
+# adapters shipped with ragtune, one directory each (weights + their record); README "grounded-QA"
+PACKAGED_ADAPTERS = Path(__file__).with_name("packaged")
 
 
 def is_base(adapter: str | None) -> bool:

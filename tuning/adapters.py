@@ -128,6 +128,22 @@ class AdapterRegistry:
         tmp.rename(target)
         return record
 
+    def install(self, packaged: Path) -> AdapterRecord | None:
+        """Copy a packaged adapter (a directory holding its weights and its record) into the
+        registry under the record's name; None when that name is already registered."""
+        record = self._read(packaged)
+        target = self.root / record.name
+        if target.exists():
+            return None
+        tmp = self.root / f".tmp-{record.name}-{uuid.uuid4().hex[:8]}"
+        shutil.copytree(packaged, tmp)
+        tmp.rename(target)
+        return self.get(record.name)
+
+    def never_chosen(self) -> bool:
+        """True until an adapter is activated or the base is chosen (deactivate)."""
+        return not (self.root / ACTIVE_FILE).exists()
+
     def list(self) -> list[AdapterRecord]:
         return [self._read(d) for d in sorted(self.root.iterdir()) if (d / META_FILE).is_file()]
 

@@ -168,3 +168,39 @@ def test_a_job_whose_gate_passed_promotes_its_adapter(services: Services) -> Non
     with pytest.raises(Exception, match="elsewhere"):  # the serving base's check still applies
         promote(finished("elsewhere", "succeeded", promote=True))
     assert services.adapters.active() == "tone"
+
+
+def _shipped(root: Path, record_dir: Path, name: str) -> None:
+    import shutil
+
+    shutil.copytree(record_dir, root / name)
+    meta = root / name / "ragtune_adapter.json"
+    meta.write_text(json.dumps({**json.loads(meta.read_text()), "name": name}))
+
+
+def test_prepare_installs_the_packaged_adapters_and_serves_the_default_once(
+        services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import api.services
+
+    shipped = tmp_path / "packaged"
+    shipped.mkdir()
+    _shipped(shipped, services.adapters.get("tone").path, "shipped")
+    _shipped(shipped, services.adapters.get("elsewhere").path, "shipped-elsewhere")
+    monkeypatch.setattr(api.services, "PACKAGED_ADAPTERS", shipped)
+
+    def fresh(data: str, default: str) -> Services:
+        settings = services.settings.model_copy(update={"data_dir": tmp_path / data,
+                                                        "default_adapter": default})
+        return Services(settings, embedder=FakeEmbedder())
+
+    svc = fresh("fresh", "shipped")
+    done = svc.install_packaged_adapters()
+    assert "installed adapter shipped" in done and svc.adapters.active() == "shipped"
+    assert {r.name for r in svc.adapters.list()} == {"shipped", "shipped-elsewhere"}
+    svc.deactivate_adapter()  # the user's choice of the base is kept by the next prepare
+    assert svc.install_packaged_adapters() == [] and svc.adapters.active() is None
+
+    other = fresh("other", "shipped-elsewhere")  # trained on another base: the base is served
+    done = other.install_packaged_adapters()
+    assert other.adapters.active() is None
+    assert any(line.startswith("serving the base model") for line in done), done
