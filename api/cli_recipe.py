@@ -48,6 +48,9 @@ def add_parser(tsub: Any) -> None:
     g.add_argument("--recipe-seed", type=int, default=GroundedQAConfig.seed)
     g.add_argument("--out", type=Path, help="where the JSONL goes (default: "
                    "DATA_DIR/tuning/recipes/grounded-qa.jsonl)")
+    g.add_argument("--extra-data", type=Path, action="append", default=[],
+                   help="chat JSONL to train on as well, e.g. `tune generate-data "
+                        "--from-collection` output for your own collection (repeatable)")
     g.add_argument("--data-only", action="store_true", help="build the data; do not train")
     add_start_arguments(g, name_required=False)
     g.set_defaults(func=lambda a, s: cmd_grounded_qa(a, s, cmd_start), name=GROUNDED_QA,
@@ -86,7 +89,7 @@ def cmd_grounded_qa(args: argparse.Namespace, settings: Settings, start: Any) ->
 
     out = args.out or settings.data_dir / "tuning" / "recipes" / f"{GROUNDED_QA}.jsonl"
     built = write_grounded_qa(articles, lambda q, k: svc.search(args.collection, q, k), render,
-                              out, config)
+                              out, config, extra=args.extra_data)
     print(json.dumps({"data": str(out), **report_dict(built)}), file=sys.stderr)
     if args.data_only:
         return 0

@@ -1,11 +1,14 @@
 """Fit the answerability classifier from a calibration run of `bench.answers` and save it.
 
-    python -m bench.answers --kb /tmp/squad-calib --answerability observe --tag calib ...
+    python -m bench.answers --kb /tmp/squad-calib --answerability observe --min-score -1 --tag calib
     python -m bench.answerability bench/results/answers_calib.json [--out generation/answerability.json]
 
 The calibration KB comes from the SQuAD *calib* split (`python -m bench.squad_kb --split calib`),
-never from the eval split or kb_dev. The threshold keeps false refusal (all refusals of answerable
-questions, the earlier ones included) at most --max-false-refusal on that run.
+never from the eval split or kb_dev. Two thresholds are chosen on that run, in order: the retrieval
+threshold (RAGTUNE_MIN_SCORE: refuse without calling the model) may refuse at most
+--retrieval-false-refusal of the answerable questions; then the classifier's threshold keeps all
+false refusal (the retrieval threshold's, the model's own refusals, and its own) at most
+--max-false-refusal. Both are written into the model's record.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import json
 from pathlib import Path
 
 from generation.answerability import DEFAULT_MODEL, FEATURES
-from tuning.answerability import fit_answerability
+from tuning.answerability import choose_threshold, fit_answerability
 
 
 def main() -> None:
@@ -23,20 +26,29 @@ def main() -> None:
     p.add_argument("results", type=Path, help="bench.answers JSON run with --answerability observe")
     p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--max-false-refusal", type=float, default=0.05)
+    p.add_argument("--retrieval-false-refusal", type=float, default=0.02)
     args = p.parse_args()
     run = json.loads(args.results.read_text())
     if "calib" not in run["kb"] or "eval" in Path(run["kb"]).name:
         raise SystemExit(f"refusing to fit on {run['kb']}: use a calib-split KB")
+    questions = run["questions"]
+    total = sum(q["answerable"] for q in questions)
+    best = [q["stats"]["best_score"] for q in questions]
+    min_score, _ = choose_threshold(best, [q["answerable"] for q in questions], 0, total,
+                                    args.retrieval_false_refusal)
     rows, already = [], 0
-    for q in run["questions"]:
+    for q, b in zip(questions, best, strict=True):
         feats = {f: q["stats"].get(f"feature_{f}") for f in FEATURES}
-        if q["refused"]:
+        if q["refused"] or b < min_score:
             already += q["answerable"]
         elif all(v is not None for v in feats.values()):
             rows.append((feats, q["answerable"]))
-    total = sum(q["answerable"] for q in run["questions"])
-    record = {"fitted_on": run["kb"], "run_settings": {k: run["settings"].get(k) for k in (
-        "generator", "adapter", "span_decoding", "k", "focus_sentences", "min_score")}}
+    unanswerable = [q for q in questions if not q["answerable"]]
+    record = {"fitted_on": run["kb"], "min_score": min_score,
+              "retrieval_refusal": round(sum(q["stats"]["best_score"] < min_score
+                                             for q in unanswerable) / len(unanswerable), 4),
+              "run_settings": {k: run["settings"].get(k) for k in (
+                  "generator", "adapter", "span_decoding", "k", "focus_sentences", "min_score")}}
     model = fit_answerability(rows, already_refused=already, answerable_total=total,
                               max_false_refusal=args.max_false_refusal, record=record)
     model.save(args.out)

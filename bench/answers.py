@@ -93,6 +93,9 @@ def main() -> None:
     latencies = sorted(r["latency_s"] for r in rows)
     summary["latency_p95_s"] = round(latencies[int(0.95 * (len(latencies) - 1))], 3)
     summary["latency_mean_s"] = round(statistics.fmean(latencies), 3)
+    correct = [r for r in rows if r["answerable"] and r["correct"]]
+    summary["gold_cited_of_correct"] = round(
+        statistics.fmean(r["cited_gold"] for r in correct), 4) if correct else 0.0
     for row, answer, gold in zip(rows, answers, questions, strict=True):
         row.update(type=gold.type, stats=answer.stats, answerable_score=answer.answerable_score,
                    refusal_reason=answer.refusal_reason)

@@ -118,8 +118,10 @@ class RagAnswerer:
         best = max((p.score for p in passages), default=float("-inf"))
         if best < config.min_score:
             yield REFUSAL
-            yield refusal(passages, f"no passage scored above {config.min_score:g} "
-                                    f"(best {best:.3f})")
+            early = refusal(passages, f"no passage scored above {config.min_score:g} "
+                                      f"(best {best:.3f})")
+            early.stats["best_score"] = best
+            yield early
             return
         generator = self.get_generator()
         kept, messages = self.prompt(question, passages, config, generator)
@@ -138,6 +140,7 @@ class RagAnswerer:
         cited = [dataclasses.replace(by_chunk[k.chunk_id], n=k.n) for k in kept]
         answer = self.finish("".join(pieces), cited, config)
         answer.stats["generate_s"] = time.perf_counter() - start
+        answer.stats["best_score"] = best
         if constraint is not None:
             answer.stats.update(decode_stats(constraint))
         if config.answerability is not None and not answer.refused:

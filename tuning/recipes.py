@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .datasets import load_samples
 from .squad import Article, BuildReport, Question, Render, Search, build_examples, split_of
 
 GROUNDED_QA = "grounded-qa"
@@ -61,11 +62,17 @@ def sample_questions(articles: Sequence[Article], config: GroundedQAConfig) -> l
 
 
 def write_grounded_qa(articles: Sequence[Article], search: Search, render: Render,
-                      out_path: Path, config: GroundedQAConfig) -> BuildReport:
-    """Write the chat JSONL for `articles` (already ingested where `search` looks) to `out_path`."""
+                      out_path: Path, config: GroundedQAConfig,
+                      extra: Sequence[Path] = ()) -> BuildReport:
+    """Write the chat JSONL for `articles` (already ingested where `search` looks) to `out_path`,
+    followed by the records of the `extra` chat JSONL files (checked like any training data)."""
     records, report = build_examples(sample_questions(articles, config), search, render,
                                      k=config.k, unanswerable_share=config.unanswerable_share,
                                      seed=config.seed)
+    for path in extra:
+        samples = load_samples(path)  # DatasetError names the file, line and field
+        records += [{"messages": s.messages} for s in samples]
+        report.kept["extra"] += len(samples)
     if not records:
         raise ValueError(f"no training examples could be built ({dict(report.skipped)})")
     out_path.parent.mkdir(parents=True, exist_ok=True)

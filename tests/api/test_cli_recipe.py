@@ -66,3 +66,30 @@ def test_data_only_builds_cited_spans_and_refusals_in_the_serving_prompt(
             assert r["meta"]["kind"] == "unanswerable_hard"
             assert answer not in user.split("\n\nQuestion: ")[0], "a refusal shows no answer"
     assert len(titles) == 3
+
+
+def test_extra_data_is_checked_and_appended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RAGTUNE_MIN_SCORE", "-1")
+    monkeypatch.setenv("RAGTUNE_CHUNK_SIZE", "16")
+    monkeypatch.setenv("RAGTUNE_CHUNK_OVERLAP", "2")
+    gen = ScriptedGenerator(lambda _: "unused")
+    monkeypatch.setattr(cli_recipe, "_services",
+                        lambda s: Services(s, embedder=FakeEmbedder(), generator=gen))
+    _squad(tmp_path / "squad.jsonl.gz")
+    mine = {"messages": [{"role": "user", "content": "Passages:\n\n[1] x\n\nQuestion: q"},
+                         {"role": "assistant", "content": "x [1]"}]}
+    extra = tmp_path / "mine.jsonl"
+    extra.write_text(json.dumps(mine) + "\n")
+    out = tmp_path / "gqa.jsonl"
+    argv = ["tune", "recipe", "grounded-qa", "--squad", str(tmp_path / "squad.jsonl.gz"),
+            "--articles", "3", "--questions", "6", "--out", str(out), "--data-only"]
+    assert cli.main([*argv, "--extra-data", str(extra)]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert records[-1]["messages"] == mine["messages"] and len(records) > 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "no answer"}]}\n')
+    out.unlink()
+    assert cli.main([*argv, "--extra-data", str(bad)]) == 2
+    assert "bad.jsonl" in capsys.readouterr().err and not out.exists()
