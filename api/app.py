@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = services or Services(settings or Settings())
         app.state.services = svc
+        svc.recover()
         svc.ingest_worker.start()
         svc.start_tuning_runner()
         try:

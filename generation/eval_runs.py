@@ -1,7 +1,9 @@
 """Stored answer evaluations: each run is a JSON file written atomically, run in a worker thread.
 
 A run is queued, then running, then succeeded or failed; its summary and per-question results stay
-on disk so they can be listed and compared later.
+on disk so they can be listed and compared later. A run records the process running it; opening the
+store changes nothing, and `recover_interrupted` (the server, once at start-up) fails only the runs
+whose process is gone.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from retrieval.owners import current_owner, owner_gone
 
 from .evaluation import GoldQuestion, evaluate
 from .rag import Answer
@@ -32,6 +36,7 @@ class EvalRun:
     error: str | None = None
     created_at: str = ""
     finished_at: str | None = None
+    owner: str | None = None  # the process running it (retrieval.owners); None in older records
 
 
 class EvalStore:
@@ -39,10 +44,17 @@ class EvalStore:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        for run in self.all():  # a run cut off by a restart cannot be resumed mid-way
-            if run.state in ("queued", "running"):
-                run.state, run.error = "failed", "interrupted by a restart"
-                self.save(run)
+
+    def recover_interrupted(self) -> list[str]:
+        """Fail the queued or running runs whose process has stopped (a run cut off by a restart
+        cannot be resumed mid-way); their ids. Runs of live processes are left running."""
+        lost = [run for run in self.all()
+                if run.state in ("queued", "running") and owner_gone(run.owner)]
+        for run in lost:
+            run.state, run.error = "failed", "interrupted by a restart"
+            run.finished_at = datetime.now(UTC).isoformat()
+            self.save(run)
+        return [run.id for run in lost]
 
     def save(self, run: EvalRun) -> None:
         path = self.root / f"{run.id}.json"
@@ -65,7 +77,7 @@ class EvalStore:
               ask: Callable[[str], Answer]) -> EvalRun:
         run = EvalRun(id=uuid.uuid4().hex, collection=collection, state="queued",
                       questions=len(questions), config=config,
-                      created_at=datetime.now(UTC).isoformat())
+                      created_at=datetime.now(UTC).isoformat(), owner=current_owner())
         self.save(run)
         threading.Thread(target=self._run, args=(run, questions, ask), daemon=True,
                          name=f"eval-{run.id[:8]}").start()

@@ -1,7 +1,10 @@
 """The set of collections under one data directory: create, open (cached), list, delete.
 
 A collection is created in a temporary directory and renamed into place, and deleted by renaming it
-away before removal, so a crash never leaves a half-made or half-deleted collection visible.
+away before removal, so a crash never leaves a half-made or half-deleted collection visible. Temporary
+directories are named after their owner process and their start time; opening a catalog never
+touches them, and `sweep_temp` (the server, once at start-up) removes only those left by a dead
+process or too old to belong to any live one.
 """
 
 from __future__ import annotations
@@ -10,14 +13,25 @@ import json
 import re
 import shutil
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 from .collection import Collection, CollectionConfig
 from .errors import CollectionExists, CollectionNotFound, InvalidName
+from .owners import current_owner, owner_gone
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# .new-<owner>-<started, unix s>-<random> (a create) or .deleted-... (a delete being removed)
+TEMP_RE = re.compile(r"^\.(?:new|deleted)-(\d+-[0-9a-f]{8})-(\d+)-[0-9a-f]+$")
+LEGACY_TEMP_RE = re.compile(r"^\.(?:new|deleted)-[0-9a-f]{32}$")  # before owners were recorded
+# A pid that looks dead may be a live process in another pid namespace sharing the volume; a create
+# takes milliseconds (and removing a delete's leftovers twice is harmless), so waiting this long
+# before trusting a dead owner costs nothing.
+DEAD_OWNER_GRACE_S = 60.0
+# Older than this, no live process is still writing a temporary directory, whoever owns it.
+STALE_TEMP_S = 24 * 3600.0
 
 
 def check_name(name: str) -> None:
@@ -35,8 +49,20 @@ class Catalog:
         self._use_gpu = use_gpu
         self._open: dict[str, Collection] = {}
         self._lock = threading.Lock()
-        for stale in self.root.glob(".*"):  # leftovers of interrupted creates/deletes
-            shutil.rmtree(stale, ignore_errors=True)
+
+    def _temp_dir(self, kind: str) -> Path:
+        return self.root / f".{kind}-{current_owner()}-{int(time.time())}-{uuid.uuid4().hex[:8]}"
+
+    def sweep_temp(self) -> list[str]:
+        """Remove temporary directories left by creates and deletes that were cut off; the names
+        removed. Only those whose owner process is gone, or that are older than STALE_TEMP_S:
+        never one that another live process is still writing."""
+        now, removed = time.time(), []
+        for path in self.root.iterdir():
+            if path.is_dir() and _abandoned(path, now):
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path.name)
+        return sorted(removed)
 
     def names(self) -> list[str]:
         return sorted(p.name for p in self.root.iterdir()
@@ -52,10 +78,14 @@ class Catalog:
             if final.exists():
                 raise CollectionExists(config.name)
             config.created_at = datetime.now(UTC).isoformat()
-            tmp = self.root / f".new-{uuid.uuid4().hex}"
+            tmp = self._temp_dir("new")
             tmp.mkdir()
-            (tmp / "collection.json").write_text(config.to_json())
-            tmp.rename(final)
+            try:
+                (tmp / "collection.json").write_text(config.to_json())
+                tmp.rename(final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         return self.get(config.name)
 
     def get(self, name: str) -> Collection:
@@ -77,7 +107,7 @@ class Catalog:
             coll = self._open.pop(name, None)
             if coll is not None:
                 coll.close()
-            trash = self.root / f".deleted-{uuid.uuid4().hex}"
+            trash = self._temp_dir("deleted")
             (self.root / name).rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
 
@@ -86,3 +116,17 @@ class Catalog:
             for coll in self._open.values():
                 coll.close()
             self._open.clear()
+
+
+def _abandoned(path: Path, now: float) -> bool:
+    """Whether temporary directory `path` was left by a create or delete that will never finish."""
+    match = TEMP_RE.match(path.name)
+    if match is None:
+        if LEGACY_TEMP_RE.match(path.name) is None:
+            return False  # not ours: leave it alone
+        try:
+            return now - path.stat().st_mtime > STALE_TEMP_S
+        except OSError:  # removed meanwhile by its owner
+            return False
+    age = now - int(match[2])
+    return age > STALE_TEMP_S or (age > DEAD_OWNER_GRACE_S and owner_gone(match[1]))
