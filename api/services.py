@@ -32,8 +32,7 @@ from retrieval.embedder import Embedder, SentenceTransformerEmbedder
 from retrieval.errors import EmbedderMismatch
 from retrieval.types import Hit, SearchFilter
 from tuning.adapters import AdapterRecord, AdapterRegistry
-from tuning.errors import AdapterMismatch, AdapterNotFound
-from tuning.errors import TuningError
+from tuning.errors import AdapterMismatch, AdapterNotFound, TuningError
 from tuning.jobs import TuningJob
 from tuning.probe import ClassifierRegistry
 from tuning.runner import TuningRunner
@@ -128,7 +127,14 @@ class Services:
     def ask_config(self, k: int = 5, max_new_tokens: int | None = None,
                    temperature: float = 0.0, mode: str = "zero_shot",
                    examples: tuple[Example, ...] = (), adapter: str | None = None) -> AskConfig:
-        """`adapter` as a request gives it: a name, "base", or None for the active adapter."""
+        """`adapter` as a request gives it: a name, "base", or None for the active adapter.
+
+        The answerability classifier applies only to the adapter it was fitted with (its features
+        are that model's confidences); other adapters, and the base, answer without it."""
+        serving = self.serving_adapter(adapter)
+        classifier = self.answerability_model() if self.settings.answerability else None
+        if classifier is not None and not classifier.fits(serving or BASE):
+            classifier = None
         return AskConfig(k=k, max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
                          temperature=temperature, mode=mode, examples=examples,
                          min_score=self.settings.min_score,
@@ -136,9 +142,7 @@ class Services:
                          support_threshold=self.settings.support_threshold,
                          refuse_ungrounded=self.settings.refuse_ungrounded,
                          span_decoding=self.settings.span_decoding,
-                         answerability=self.answerability_model()
-                         if self.settings.answerability else None,
-                         adapter=self.serving_adapter(adapter))
+                         answerability=classifier, adapter=serving)
 
     def answerability_model(self) -> AnswerabilityModel:
         """The answerability classifier (read once): RAGTUNE_ANSWERABILITY_MODEL or the packaged."""

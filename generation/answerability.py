@@ -89,6 +89,12 @@ class AnswerabilityModel:
                             for f in FEATURES)
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
+    def fits(self, adapter: str) -> bool:
+        """Whether this model was fitted on answers of `adapter` ("base" for none); a model with
+        no record of it fits any."""
+        fitted = self.record.get("run_settings", {}).get("adapter", adapter)
+        return (fitted or "base") == adapter
+
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -108,3 +108,12 @@ def test_earlier_refusals_use_up_the_budget() -> None:
     over, _ = choose_threshold(scores, labels, already_refused=5, answerable_total=20,
                                max_false_refusal=0.1)
     assert over == 0.0
+
+
+def test_a_model_fits_only_the_adapter_it_was_fitted_on() -> None:
+    fitted = AnswerabilityModel(**{**_model(0.5).__dict__, "record": {
+        "run_settings": {"adapter": "grounded-qa"}}})
+    assert fitted.fits("grounded-qa") and not fitted.fits("base") and not fitted.fits("tone")
+    base = AnswerabilityModel(**{**_model(0.5).__dict__, "record": {"run_settings": {"adapter": None}}})
+    assert base.fits("base") and not base.fits("grounded-qa")
+    assert _model(0.5).fits("anything")  # no record: the caller's choice
