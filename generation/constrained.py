@@ -80,7 +80,9 @@ class SpanLogitsProcessor:
                     self.constraint.trace.forced += 1
                 return allowed
         self.constraint.trace.forced += 1
-        return self.eos[:1] if text.strip() else self.refusal_start[:1]
+        if text.strip() or not self.constraint.allow_refusal:
+            return self.eos[:1]
+        return self.refusal_start[:1]
 
     def _note(self, input_ids: Any, logprobs: Any) -> None:
         """Record row 0's log-probability of the token chosen last step, and at the first step

@@ -126,8 +126,11 @@ class RagAnswerer:
         generator = self.get_generator()
         kept, messages = self.prompt(question, passages, config, generator)
         observe = config.span_decoding or config.answerability is not None
-        constraint = SpanConstraint([p.text for p in kept], enforce=config.span_decoding) \
-            if observe and kept else None
+        # with a classifier to decide refusals, span decoding makes the model always copy its best
+        # answer; the classifier sees how much the model wanted to refuse (refusal_margin)
+        refusal = None if config.span_decoding and config.answerability is not None else REFUSAL
+        constraint = SpanConstraint([p.text for p in kept], refusal=refusal,
+                                    enforce=config.span_decoding) if observe and kept else None
         sampling = SamplingConfig(max_new_tokens=config.max_new_tokens,
                                   temperature=config.temperature, stop=config.stop,
                                   repetition_penalty=config.repetition_penalty,

@@ -67,20 +67,27 @@ class DecodeTrace:
 class SpanConstraint:
     """The answers that copy from `sources` (the passages as shown, in order, numbered 1..n)."""
 
-    def __init__(self, sources: Sequence[str], refusal: str = REFUSAL, enforce: bool = True) -> None:
-        """`enforce=False` only observes (the decoder fills `trace`, for answerability)."""
+    def __init__(self, sources: Sequence[str], refusal: str | None = REFUSAL,
+                 enforce: bool = True) -> None:
+        """`refusal=None` leaves the model no way out but copying: something else (the
+        answerability classifier, which sees how much the model wanted to refuse) decides.
+        `enforce=False` only observes (the decoder fills `trace`, for answerability)."""
         if not sources:
             raise ValueError("span-grounded decoding needs at least one passage to copy from")
         self.n_passages = len(sources)
         self.corpus = _SEPARATOR + _SEPARATOR.join(normalise(s) for s in sources) + _SEPARATOR
-        self.refusal = normalise(refusal).strip()
+        self.allow_refusal = refusal is not None
+        # the refusal's text is still needed to measure how much the model wanted to refuse
+        self.refusal = normalise(refusal if refusal is not None else REFUSAL).strip()
         self.enforce = enforce
         self.trace = DecodeTrace()
 
     def allows(self, text: str) -> bool:
         """True when `text` is a prefix of an answer this constraint accepts."""
         norm = normalise(text).lstrip()
-        if not norm or self.refusal.startswith(norm.rstrip()):
+        if not norm:
+            return True
+        if self.allow_refusal and self.refusal.startswith(norm.rstrip()):
             return True
         body = _PARTIAL_MARKER.sub("", norm, count=1)
         if body != norm and not self._partial_marker_ok(norm[len(body):]):
@@ -99,7 +106,7 @@ class SpanConstraint:
 
     def finished(self, text: str) -> bool:
         """True when only the end may follow: the whole refusal sentence has been written."""
-        return normalise(text).strip() == self.refusal
+        return self.allow_refusal and normalise(text).strip() == self.refusal
 
     def may_end(self, text: str) -> bool:
         """True when the answer may stop here: a whole refusal, or copied text with no open marker
@@ -107,7 +114,9 @@ class SpanConstraint:
         if self.finished(text):
             return True
         norm = normalise(text).strip()
-        if not norm or self.refusal.startswith(norm) or _PARTIAL_MARKER.search(norm):
+        if not norm or _PARTIAL_MARKER.search(norm):
+            return False
+        if self.allow_refusal and self.refusal.startswith(norm):
             return False
         return self.allows(text)
 

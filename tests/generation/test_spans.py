@@ -81,3 +81,10 @@ def test_ask_with_span_decoding_reports_decoder_stats(hf_generator: HFGenerator)
     answer = RagAnswerer(lambda: hf_generator).answer("Which works treat water?", hits, config)
     assert answer.refused or SpanConstraint(PASSAGES).allows(answer.answer), answer.answer
     assert "mean_logprob" in answer.stats or answer.refused
+
+
+def test_without_a_refusal_the_model_must_copy() -> None:
+    forced = SpanConstraint(PASSAGES, refusal=None)
+    assert not forced.allows(REFUSAL[:10]) and not forced.finished(REFUSAL)
+    assert forced.allows("15 working days [1]") and forced.may_end("15 working days [1]")
+    assert forced.refusal  # still known, to measure how much the model wanted it
