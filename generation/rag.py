@@ -128,8 +128,8 @@ class RagAnswerer:
         observe = config.span_decoding or config.answerability is not None
         # with a classifier to decide refusals, span decoding makes the model always copy its best
         # answer; the classifier sees how much the model wanted to refuse (refusal_margin)
-        refusal = None if config.span_decoding and config.answerability is not None else REFUSAL
-        constraint = SpanConstraint([p.text for p in kept], refusal=refusal,
+        may_refuse = None if config.span_decoding and config.answerability is not None else REFUSAL
+        constraint = SpanConstraint([p.text for p in kept], refusal=may_refuse,
                                     enforce=config.span_decoding) if observe and kept else None
         sampling = SamplingConfig(max_new_tokens=config.max_new_tokens,
                                   temperature=config.temperature, stop=config.stop,
