@@ -71,9 +71,12 @@ class SpanLogitsProcessor:
         text = self._decode(answer)
         if self.constraint.finished(text):
             return self.eos[:1]
+        # no refusal allowed: not even its first word as the answer's first (the model would write
+        # "I" and stop), so the model's best non-refusal answer is what gets copied
+        banned = set() if text.strip() or self.constraint.allow_refusal else set(self.refusal_start)
         for k in (self.top_k, WIDE_K):
             k = min(k, row_scores.shape[-1])
-            candidates = row_scores.topk(k).indices.tolist()
+            candidates = [t for t in row_scores.topk(k).indices.tolist() if t not in banned]
             allowed = [t for t in candidates if self._ok(answer, text, t)]
             if allowed:
                 if k != self.top_k:
