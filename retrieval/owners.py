@@ -22,8 +22,9 @@ def current_owner() -> str:
     return f"{os.getpid()}-{BOOT}"
 
 
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:  # 0 and negatives address process groups, never one process
+def pid_alive(pid: int | None) -> bool:
+    """Whether process `pid` is running (not exited, not a zombie)."""
+    if not pid or pid <= 0:  # 0 and negatives address process groups, never one process
         return False
     try:
         os.kill(pid, 0)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import os
 import sqlite3
 import time
 import uuid
@@ -24,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from retrieval.owners import pid_alive
 
 from .errors import TuningError
 
@@ -164,21 +165,6 @@ class TuningJob:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def pid_alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped by its parent) is not running
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class JobStore:
