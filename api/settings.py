@@ -38,16 +38,17 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(128, ge=1, le=4096, description="default answer length cap")
     focus_sentences: int = Field(2, ge=0, le=50, description="lines of each retrieved chunk shown "
                                  "to the model (the best-matching ones; 0 = whole chunks)")
-    min_score: float = Field(0.4, ge=-1, le=1, description="refuse without calling the model when "
+    # 0.3136 refuses 2 % of the answerable SQuAD calib-split questions (generation/answerability.json)
+    min_score: float = Field(0.31, ge=-1, le=1, description="refuse without calling the model when "
                              "the best passage scores below this (cosine similarity)")
     refuse_ungrounded: bool = Field(False, description="strict mode: replace an answer whose "
                                     "support is below the threshold with the refusal sentence")
-    span_decoding: bool = Field(False, description="answers may only copy text from the shown "
+    span_decoding: bool = Field(True, description="answers may only copy text from the shown "
                                 "passages (plus [n] markers, glue words and the refusal)")
     default_adapter: str = Field("grounded-qa", description="adapter served on a data dir where "
                                  "none was ever chosen, installed from the package by `ragtune "
                                  "models prepare` when it fits the generator; empty = the base")
-    answerability: bool = Field(False, description="refuse answers the answerability "
+    answerability: bool = Field(True, description="refuse answers the answerability "
                                 "classifier scores under its threshold (generation/answerability.py)")
     answerability_model: Path | None = Field(None, description="a fitted answerability model "
                                              "(JSON); default: the packaged one")
