@@ -153,6 +153,29 @@ def support_score(answer: str, passages: Sequence[Passage]) -> float:
     return sum(w in vocab for w in words) / len(words)
 
 
+def recite(answer: str, passages: Sequence[Passage]) -> str:
+    """Point each `[n]` at the passage the text before it was copied from, when passage n does not
+    hold that text and another does (small models copy from one passage and cite [1])."""
+    def norm(text: str) -> str:
+        return " ".join(text.lower().split())
+
+    texts = {p.n: norm(p.text) for p in passages}
+    out, last = [], 0
+    for match in _MARKER.finditer(answer):
+        piece = norm(re.split(r",\s|;|\band\b", answer[last:match.start()])[-1].strip(" ."))
+        nums = [int(x) for x in match.group(1).split(",")]
+        if piece and not any(piece in texts.get(n, "") for n in nums):
+            holder = next((n for n, t in texts.items() if piece in t), None)
+            if holder is not None:
+                out.append(answer[last:match.start()] + f"[{holder}]")
+                last = match.end()
+                continue
+        out.append(answer[last:match.end()])
+        last = match.end()
+    out.append(answer[last:])
+    return "".join(out)
+
+
 _NUMBER = re.compile(r"\d+(?:[.,:/]\d+)*")
 _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][A-Za-z]+")
 

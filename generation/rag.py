@@ -26,6 +26,7 @@ from .grounding import (
     fit_passages,
     focus,
     is_refusal,
+    recite,
     support_score,
     unsupported_facts,
 )
@@ -188,6 +189,8 @@ class RagAnswerer:
         text = final_answer(raw, config.mode)
         if is_refusal(text) or not text:
             return refusal(passages, "the model found no answer in the passages")
+        if config.span_decoding:
+            text = recite(text, passages)
         cleaned, cited = extract_citations(attribute(text, passages), passages)
         support = support_score(cleaned, cited or passages)
         grounded = bool(cited) and support >= config.support_threshold \

@@ -123,3 +123,14 @@ def test_a_wrong_number_or_an_invented_name_is_never_grounded() -> None:
     assert wrong.support_score >= config.support_threshold  # most words are supported...
     assert not wrong.grounded                                # ...but the number is not
     assert right.grounded
+
+
+def test_recite_points_a_copied_span_at_the_passage_it_came_from() -> None:
+    from generation.grounding import Passage, recite
+
+    ps = [Passage(n=1, text="Chunks are 256 tokens.", source="a.md", page=None, score=0.9),
+          Passage(n=2, text="The embedder has 384 dimensions.", source="b.md", page=None, score=0.8)]
+    assert recite("384 dimensions [1]", ps) == "384 dimensions [2]"
+    assert recite("256 tokens [1] and 384 dimensions [1].", ps) == "256 tokens [1] and 384 dimensions [2]."
+    assert recite("256 tokens [1]", ps) == "256 tokens [1]"      # already right
+    assert recite("made up [1]", ps) == "made up [1]"            # nowhere: left for grounded to judge
