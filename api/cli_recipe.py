@@ -19,9 +19,10 @@ from tuning.recipes import (
     GroundedQAConfig,
     report_dict,
     train_articles,
+    write_articles,
     write_grounded_qa,
 )
-from tuning.squad import article_text, doc_name, load_squad
+from tuning.squad import load_squad
 
 from .settings import Settings
 
@@ -64,7 +65,7 @@ def _services(settings: Settings) -> Any:
 
 
 def cmd_grounded_qa(args: argparse.Namespace, settings: Settings, start: Any) -> int:
-    from generation.rag import RagAnswerer, to_passages
+    from generation.rag import RagAnswerer
 
     config = GroundedQAConfig(articles=args.articles, questions=args.questions,
                               seed=args.recipe_seed)
@@ -73,23 +74,16 @@ def cmd_grounded_qa(args: argparse.Namespace, settings: Settings, start: Any) ->
     if not svc.catalog.exists(args.collection):
         svc.create_collection(args.collection)
     with tempfile.TemporaryDirectory() as tmp:
-        for a in articles:
-            (Path(tmp) / doc_name(a.title)).write_text(article_text(a.title, a.paragraphs),
-                                                       encoding="utf-8")
-        report = svc.ingest_paths(args.collection, [Path(tmp)])
+        report = svc.ingest_paths(args.collection, [write_articles(articles, Path(tmp))])
     print(f"ingested {len(articles)} articles into {args.collection!r} "
           f"({report.chunks_added} new chunks)", file=sys.stderr)
     ask = svc.ask_config(k=config.k, adapter="base")
     gen = svc.generator
 
-    def render(question: str, hits: list[Any]) -> Any:
-        if max(h.score for h in hits) < ask.min_score:
-            return None  # serving refuses these without calling the model
-        return RagAnswerer.prompt(question, to_passages(hits), ask, gen)
-
     out = args.out or settings.data_dir / "tuning" / "recipes" / f"{GROUNDED_QA}.jsonl"
-    built = write_grounded_qa(articles, lambda q, k: svc.search(args.collection, q, k), render,
-                              out, config, extra=args.extra_data)
+    built = write_grounded_qa(articles, lambda q, k: svc.search(args.collection, q, k),
+                              lambda q, hits: RagAnswerer.render(q, hits, ask, gen), out, config,
+                              extra=args.extra_data)
     print(json.dumps({"data": str(out), **report_dict(built)}), file=sys.stderr)
     if args.data_only:
         return 0

@@ -21,21 +21,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .grounding import Passage, content_words
+from .grounding import LINE, Passage, content_words, stem
 
 FEATURES = ("best_score", "question_coverage", "answer_line_coverage", "refusal_margin",
             "mean_logprob", "answer_words")
 DEFAULT_MODEL = Path(__file__).with_name("answerability.json")
-_LINE = re.compile(r"(?<=[.!?])\s+|\n+")
 _CUT = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]|;|,\s|\band\b")
 
 
-def _stem(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") else word
-
-
 def _words(text: str) -> set[str]:
-    return {_stem(w) for w in content_words(text)}
+    return {stem(w) for w in content_words(text)}
 
 
 def _coverage(wanted: set[str], line: str) -> float:
@@ -50,7 +45,7 @@ def features(question: str, shown: Sequence[Passage], answer: str,
     as 0, which is what a fully confident model would give.
     """
     wanted = _words(question)
-    lines = [u.strip() for p in shown for u in _LINE.split(p.text) if u.strip()]
+    lines = [u.strip() for p in shown for u in LINE.split(p.text) if u.strip()]
     head = next((part.strip().lower() for part in _CUT.split(answer) if part.strip()), "")
     with_answer = [u for u in lines if head and head in u.lower()]
     return {

@@ -216,10 +216,10 @@ def attribute(answer: str, passages: Sequence[Passage], min_support: float = 0.6
     return " ".join(out)
 
 
-_UNIT = re.compile(r"(?<=[.!?])\s+|\n+")
+LINE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
@@ -230,15 +230,15 @@ def focus(question: str, passages: Sequence[Passage], keep: int = 3) -> list[Pas
     Small models read a few relevant lines far better than whole chunks; citations still point at
     the full chunk (same n, chunk id and source).
     """
-    wanted = {_stem(w) for w in content_words(question)}
+    wanted = {stem(w) for w in content_words(question)}
     out = []
     for p in passages:
-        units = [u.strip() for u in _UNIT.split(p.text) if u.strip()]
+        units = [u.strip() for u in LINE.split(p.text) if u.strip()]
         if len(units) <= keep + 1:
             out.append(p)
             continue
         head, body = units[0], units[1:]
-        overlap = [len(wanted & {_stem(w) for w in content_words(u)}) for u in body]
+        overlap = [len(wanted & {stem(w) for w in content_words(u)}) for u in body]
         best = sorted(sorted(range(len(body)), key=lambda i: -overlap[i])[:keep])
         text = "\n".join([head, *(body[i] for i in best)])
         out.append(Passage(n=p.n, text=text, source=p.source, page=p.page, score=p.score,

@@ -92,6 +92,10 @@ def to_passages(hits: Sequence[Hit]) -> list[Passage]:
             for i, h in enumerate(hits, 1)]
 
 
+def best_score(passages: Sequence[Passage]) -> float:
+    return max((p.score for p in passages), default=float("-inf"))
+
+
 def decode_stats(constraint: SpanConstraint) -> dict[str, float]:
     """What the constrained decoder saw, as numbers (absent when it saw nothing)."""
     trace = constraint.trace
@@ -116,7 +120,7 @@ class RagAnswerer:
                config: AskConfig) -> Iterator[str | Answer]:
         """Yields answer text pieces as they are generated, then one final `Answer`."""
         passages = to_passages(hits)
-        best = max((p.score for p in passages), default=float("-inf"))
+        best = best_score(passages)
         if best < config.min_score:
             yield REFUSAL
             early = refusal(passages, f"no passage scored above {config.min_score:g} "
@@ -151,6 +155,16 @@ class RagAnswerer:
             answer = self.judge(question, kept, answer, config.answerability)
         answer.adapter = None if is_base(config.adapter) else config.adapter
         yield answer
+
+    @staticmethod
+    def render(question: str, hits: Sequence[Hit], config: AskConfig,
+               generator: Generator) -> tuple[list[Passage], Messages] | None:
+        """What `stream` would show the model for these hits, or None where it refuses without
+        calling the model (best passage under `config.min_score`)."""
+        passages = to_passages(hits)
+        if best_score(passages) < config.min_score:
+            return None
+        return RagAnswerer.prompt(question, passages, config, generator)
 
     @staticmethod
     def prompt(question: str, passages: list[Passage], config: AskConfig,

@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from .datasets import load_samples
-from .squad import Article, BuildReport, Question, Render, Search, build_examples, split_of
+from .squad import (
+    Article,
+    BuildReport,
+    Question,
+    Render,
+    Search,
+    article_text,
+    build_examples,
+    doc_name,
+    split_of,
+)
 
 GROUNDED_QA = "grounded-qa"
 
@@ -44,6 +54,14 @@ def train_articles(articles: Sequence[Article], config: GroundedQAConfig) -> lis
         raise ValueError("no train-split articles in the SQuAD data")
     random.Random(config.seed).shuffle(pool)
     return sorted(pool[: config.articles], key=lambda a: a.title)
+
+
+def write_articles(articles: Sequence[Article], folder: Path) -> Path:
+    """One text file per article in `folder` (ready to ingest); returns `folder`."""
+    for a in articles:
+        (folder / doc_name(a.title)).write_text(article_text(a.title, a.paragraphs),
+                                                encoding="utf-8")
+    return folder
 
 
 def sample_questions(articles: Sequence[Article], config: GroundedQAConfig) -> list[Question]:

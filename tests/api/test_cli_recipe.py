@@ -35,8 +35,9 @@ def _squad(path: Path) -> list[str]:
     return titles
 
 
-def test_data_only_builds_cited_spans_and_refusals_in_the_serving_prompt(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True)
+def _wired(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A data dir, small chunks, no retrieval threshold, the fake embedder and a scripted model."""
     monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("RAGTUNE_MIN_SCORE", "-1")
     monkeypatch.setenv("RAGTUNE_CHUNK_SIZE", "16")
@@ -44,6 +45,9 @@ def test_data_only_builds_cited_spans_and_refusals_in_the_serving_prompt(
     gen = ScriptedGenerator(lambda _: "unused")
     monkeypatch.setattr(cli_recipe, "_services",
                         lambda s: Services(s, embedder=FakeEmbedder(), generator=gen))
+
+
+def test_data_only_builds_cited_spans_and_refusals_in_the_serving_prompt(tmp_path: Path) -> None:
     titles = _squad(tmp_path / "squad.jsonl.gz")
     out = tmp_path / "gqa.jsonl"
     code = cli.main(["tune", "recipe", "grounded-qa", "--squad", str(tmp_path / "squad.jsonl.gz"),
@@ -68,15 +72,8 @@ def test_data_only_builds_cited_spans_and_refusals_in_the_serving_prompt(
     assert len(titles) == 3
 
 
-def test_extra_data_is_checked_and_appended(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_extra_data_is_checked_and_appended(tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("RAGTUNE_MIN_SCORE", "-1")
-    monkeypatch.setenv("RAGTUNE_CHUNK_SIZE", "16")
-    monkeypatch.setenv("RAGTUNE_CHUNK_OVERLAP", "2")
-    gen = ScriptedGenerator(lambda _: "unused")
-    monkeypatch.setattr(cli_recipe, "_services",
-                        lambda s: Services(s, embedder=FakeEmbedder(), generator=gen))
     _squad(tmp_path / "squad.jsonl.gz")
     mine = {"messages": [{"role": "user", "content": "Passages:\n\n[1] x\n\nQuestion: q"},
                          {"role": "assistant", "content": "x [1]"}]}
