@@ -169,7 +169,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from generation.rag import Answer
 
     svc = _services(settings)
-    config = svc.ask_config(k=args.k, max_new_tokens=args.max_new_tokens, mode=args.mode)
+    config = svc.ask_config(k=args.k, max_new_tokens=args.max_new_tokens, mode=args.mode,
+                            answer_style=args.answer_style)
     answer = None
     for item in svc.ask_stream(args.collection, args.question, config):
         if isinstance(item, Answer):
@@ -233,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-k", type=int, default=5)
     a.add_argument("--max-new-tokens", type=int)
     a.add_argument("--mode", default="zero_shot", choices=["zero_shot", "cot"])
+    a.add_argument("--answer-style", choices=["span", "line"],
+                   help="span: the model's words; line: the sentence or table row holding the "
+                        "answer (default: RAGTUNE_ANSWER_STYLE)")
     a.add_argument("--stream", action="store_true", help="print tokens as they come")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_ask)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -106,6 +106,9 @@ class AskRequest(BaseModel):
     filter: SearchFilterIn | None = None
     adapter: str | None = Field(None, max_length=64, description="adapter to answer with; "
                                 "\"base\" for the base model; default: the active adapter")
+    answer_style: Literal["span", "line"] | None = Field(
+        None, description="span: the model's own words; line: the sentence or table row holding "
+                          "the answer; default: RAGTUNE_ANSWER_STYLE")
 
 
 class CitationOut(BaseModel):

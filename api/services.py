@@ -126,14 +126,17 @@ class Services:
 
     def ask_config(self, k: int = 5, max_new_tokens: int | None = None,
                    temperature: float = 0.0, mode: str = "zero_shot",
-                   examples: tuple[Example, ...] = (), adapter: str | None = None) -> AskConfig:
+                   examples: tuple[Example, ...] = (), adapter: str | None = None,
+                   answer_style: str | None = None) -> AskConfig:
         """`adapter` as a request gives it: a name, "base", or None for the active adapter.
 
-        The answerability classifier applies only to the adapter it was fitted with (its features
-        are that model's confidences); other adapters, and the base, answer without it."""
+        The answerability classifier applies only to the adapter and answer style it was fitted
+        with (its features are that model's confidences and that style's line ranking); other
+        adapters and styles, and the base, answer without it."""
         serving = self.serving_adapter(adapter)
+        style = answer_style or self.settings.answer_style
         classifier = self.answerability_model() if self.settings.answerability else None
-        if classifier is not None and not classifier.fits(serving or BASE):
+        if classifier is not None and not classifier.fits(serving or BASE, style):
             classifier = None
         return AskConfig(k=k, max_new_tokens=max_new_tokens or self.settings.max_new_tokens,
                          temperature=temperature, mode=mode, examples=examples,
@@ -142,6 +145,7 @@ class Services:
                          support_threshold=self.settings.support_threshold,
                          refuse_ungrounded=self.settings.refuse_ungrounded,
                          span_decoding=self.settings.span_decoding,
+                         answer_style=style,
                          answerability=classifier, adapter=serving)
 
     def answerability_model(self) -> AnswerabilityModel:
@@ -155,13 +159,15 @@ class Services:
     def ask_stream(self, name: str, question: str, config: AskConfig,
                    flt: SearchFilter | None = None) -> Iterator[str | Answer]:
         hits = self.search(name, question, config.k, flt)
-        answerer = RagAnswerer(lambda: self.generator_for(config.adapter))
-        return answerer.stream(question, hits, config)
+        return self.answerer(config).stream(question, hits, config)
 
     def ask(self, name: str, question: str, config: AskConfig,
             flt: SearchFilter | None = None) -> Answer:
         hits = self.search(name, question, config.k, flt)
-        return RagAnswerer(lambda: self.generator_for(config.adapter)).answer(question, hits, config)
+        return self.answerer(config).answer(question, hits, config)
+
+    def answerer(self, config: AskConfig) -> RagAnswerer:
+        return RagAnswerer(lambda: self.generator_for(config.adapter), self.embedder.embed_batch)
 
     def chat_stream(self, messages: Messages, sampling: SamplingConfig,
                     adapter: str | None) -> Iterator[str]:

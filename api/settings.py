@@ -45,6 +45,9 @@ class Settings(BaseSettings):
                                     "support is below the threshold with the refusal sentence")
     span_decoding: bool = Field(True, description="answers may only copy text from the shown "
                                 "passages (plus [n] markers, glue words and the refusal)")
+    answer_style: Literal["span", "line"] = Field("line", description="span: the model's own "
+                                                  "words; line: the whole sentence or table row "
+                                                  "holding the answer (generation/lines.py)")
     default_adapter: str = Field("grounded-qa", description="adapter served on a data dir where "
                                  "none was ever chosen, installed from the package by `ragtune "
                                  "models prepare` when it fits the generator; empty = the base")

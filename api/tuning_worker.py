@@ -43,7 +43,7 @@ def make_hooks(svc: Any) -> Hooks:
         from generation.rag import RagAnswerer
 
         config = svc.ask_config()
-        answerer = RagAnswerer(lambda: gen)
+        answerer = RagAnswerer(lambda: gen, svc.embedder.embed_batch)
         summary, _ = evaluate(load_questions(questions), lambda q: answerer.answer(
             q, svc.search(collection, q, config.k), config))
         return summary

@@ -21,7 +21,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from generation.answerability import DEFAULT_MODEL, FEATURES, AnswerabilityModel
+from generation.answerability import DEFAULT_MODEL, AnswerabilityModel
 
 from .common import RESULTS
 
@@ -36,7 +36,7 @@ def decide(q: dict[str, Any], min_score: float, model: AnswerabilityModel | None
         return True
     if model is None:
         return False
-    feats = {f: stats.get(f"feature_{f}") for f in FEATURES}
+    feats = {f: stats.get(f"feature_{f}") for f in model.features}
     return None not in feats.values() and model.score(feats) < model.threshold  # type: ignore[arg-type]
 
 

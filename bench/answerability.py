@@ -27,18 +27,21 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--max-false-refusal", type=float, default=0.05)
     p.add_argument("--retrieval-false-refusal", type=float, default=0.02)
+    p.add_argument("--features", default=",".join(FEATURES),
+                   help="comma-separated features the model uses (default: all)")
     args = p.parse_args()
     run = json.loads(args.results.read_text())
     if "calib" not in run["kb"] or "eval" in Path(run["kb"]).name:
         raise SystemExit(f"refusing to fit on {run['kb']}: use a calib-split KB")
     questions = run["questions"]
+    use = [f.strip() for f in args.features.split(",") if f.strip()]
     total = sum(q["answerable"] for q in questions)
     best = [q["stats"]["best_score"] for q in questions]
     min_score, _ = choose_threshold(best, [q["answerable"] for q in questions], 0, total,
                                     args.retrieval_false_refusal)
     rows, already = [], 0
     for q, b in zip(questions, best, strict=True):
-        feats = {f: q["stats"].get(f"feature_{f}") for f in FEATURES}
+        feats = {f: q["stats"].get(f"feature_{f}") for f in use}
         if q["refused"] or b < min_score:
             already += q["answerable"]
         elif all(v is not None for v in feats.values()):
@@ -48,9 +51,11 @@ def main() -> None:
               "retrieval_refusal": round(sum(q["stats"]["best_score"] < min_score
                                              for q in unanswerable) / len(unanswerable), 4),
               "run_settings": {k: run["settings"].get(k) for k in (
-                  "generator", "adapter", "span_decoding", "k", "focus_sentences", "min_score")}}
+                  "generator", "adapter", "span_decoding", "answer_style", "k", "focus_sentences",
+                  "min_score")}}
     model = fit_answerability(rows, already_refused=already, answerable_total=total,
-                              max_false_refusal=args.max_false_refusal, record=record)
+                              max_false_refusal=args.max_false_refusal, features=use,
+                              record=record)
     model.save(args.out)
     print(json.dumps({"out": str(args.out), "threshold": model.threshold, **model.record,
                       "weights": model.weights}, indent=1))

@@ -57,6 +57,8 @@ def main() -> None:
     p.add_argument("--mode", default="zero_shot", choices=["zero_shot", "cot"])
     p.add_argument("--span", action=argparse.BooleanOptionalAction, default=None,
                    help="span-grounded decoding on/off (default: the setting)")
+    p.add_argument("--style", choices=["span", "line"], default=None,
+                   help="answer style (default: the setting)")
     p.add_argument("--adapter", help="adapter name, or base (default: the active one)")
     p.add_argument("--answerability", default=None,
                    help="off | observe | packaged | PATH (default: the setting)")
@@ -76,7 +78,7 @@ def main() -> None:
     config = svc.ask_config(mode=args.mode, adapter=args.adapter)
     changes: dict[str, Any] = {k: v for k, v in {
         "k": args.k, "max_new_tokens": args.max_new_tokens, "focus_sentences": args.focus,
-        "span_decoding": args.span}.items() if v is not None}
+        "span_decoding": args.span, "answer_style": args.style}.items() if v is not None}
     if args.answerability is not None:
         changes["answerability"] = _answerability(args.answerability, svc)
     config = dataclasses.replace(config, **changes)

@@ -15,18 +15,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .grounding import LINE, Passage, content_words, stem
+from .lines import first_piece
 
 FEATURES = ("best_score", "question_coverage", "answer_line_coverage", "refusal_margin",
-            "mean_logprob", "answer_words")
+            "mean_logprob", "answer_words", "question_in_passages", "line_score", "line_margin",
+            "line_semantic")
 DEFAULT_MODEL = Path(__file__).with_name("answerability.json")
-_CUT = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]|;|,\s|\band\b")
 
 
 def _words(text: str) -> set[str]:
@@ -41,12 +41,13 @@ def features(question: str, shown: Sequence[Passage], answer: str,
              stats: Mapping[str, float]) -> dict[str, float]:
     """The classifier's inputs for one answer over the passages the model was shown.
 
-    `stats` are the decoder's observations (`refusal_margin`, `mean_logprob`); missing ones count
-    as 0, which is what a fully confident model would give.
+    `stats` are the decoder's observations (`refusal_margin`, `mean_logprob`) and, for line
+    answers, the answer line's ranking (`line_score`, `line_margin`, `line_semantic`); missing ones
+    count as 0 (for the decoder's, what a fully confident model would give).
     """
     wanted = _words(question)
     lines = [u.strip() for p in shown for u in LINE.split(p.text) if u.strip()]
-    head = next((part.strip().lower() for part in _CUT.split(answer) if part.strip()), "")
+    head = first_piece(answer)
     with_answer = [u for u in lines if head and head in u.lower()]
     return {
         "best_score": max((p.score for p in shown), default=0.0),
@@ -55,6 +56,8 @@ def features(question: str, shown: Sequence[Passage], answer: str,
         "refusal_margin": float(stats.get("refusal_margin", 0.0)),
         "mean_logprob": float(stats.get("mean_logprob", 0.0)),
         "answer_words": float(min(len(answer.split()), 80)),
+        "question_in_passages": _coverage(wanted, " ".join(p.text for p in shown)),
+        **{k: float(stats.get(k, 0.0)) for k in ("line_score", "line_margin", "line_semantic")},
     }
 
 
@@ -70,25 +73,34 @@ class AnswerabilityModel:
     record: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        missing = [f for f in FEATURES if f not in self.weights or f not in self.mean
-                   or f not in self.scale]
+        unknown = sorted(set(self.weights) - set(FEATURES))
+        if unknown or not self.weights:
+            raise ValueError(f"answerability model has unknown features {unknown} (known: "
+                             f"{', '.join(FEATURES)}); refit it")
+        missing = [f for f in self.weights if f not in self.mean or f not in self.scale]
         if missing:
-            raise ValueError(f"answerability model lacks features {missing}; refit it")
+            raise ValueError(f"answerability model lacks a mean or scale for {missing}; refit it")
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"threshold {self.threshold!r} must be in [0, 1]")
-        if any(self.scale[f] <= 0 for f in FEATURES):
+        if any(self.scale[f] <= 0 for f in self.weights):
             raise ValueError("every feature scale must be positive")
 
     def score(self, feats: Mapping[str, float]) -> float:
-        z = self.bias + sum(self.weights[f] * (feats[f] - self.mean[f]) / self.scale[f]
-                            for f in FEATURES)
+        z = self.bias + sum(w * (feats[f] - self.mean[f]) / self.scale[f]
+                            for f, w in self.weights.items())
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
-    def fits(self, adapter: str) -> bool:
-        """Whether this model was fitted on answers of `adapter` ("base" for none); a model with
-        no record of it fits any."""
-        fitted = self.record.get("run_settings", {}).get("adapter", adapter)
-        return (fitted or "base") == adapter
+    @property
+    def features(self) -> tuple[str, ...]:
+        return tuple(self.weights)
+
+    def fits(self, adapter: str, answer_style: str = "span") -> bool:
+        """Whether this model was fitted on answers of `adapter` ("base" for none) in this answer
+        style; a model with no record of the adapter fits any, one with no style fits "span"."""
+        settings = self.record.get("run_settings", {})
+        fitted = settings.get("adapter", adapter)
+        style = settings.get("answer_style") or "span"
+        return (fitted or "base") == adapter and style == answer_style
 
     def save(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")

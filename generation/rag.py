@@ -30,7 +30,10 @@ from .grounding import (
     support_score,
     unsupported_facts,
 )
+from .lines import Embed, first_piece, rank_lines, shorten
 from .spans import SpanConstraint
+
+ANSWER_STYLES = ("span", "line")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class AskConfig:
                 "words and the refusal sentence (generation/spans.py)"})
     answerability: AnswerabilityModel | None = field(default=None, metadata={
         "help": "refuse answers this classifier scores under its threshold; None = off"})
+    answer_style: str = field(default="span", metadata={
+        "help": "span: the model's words | line: the whole sentence or table row holding the "
+                "answer, chosen with the model's answer (generation/lines.py)"})
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 100:
@@ -70,6 +76,9 @@ class AskConfig:
             raise ValueError("mode 'few_shot' needs at least one example")
         if not 0 <= self.support_threshold <= 1:
             raise ValueError(f"support_threshold {self.support_threshold!r} must be in [0, 1]")
+        if self.answer_style not in ANSWER_STYLES:
+            raise ValueError(f"answer_style {self.answer_style!r} must be one of "
+                             f"{', '.join(ANSWER_STYLES)}")
 
 
 @dataclass
@@ -111,10 +120,12 @@ def refusal(passages: list[Passage], reason: str) -> Answer:
 
 class RagAnswerer:
     """`get_generator` is called only when the model is needed, so refusals below the retrieval
-    threshold never load it."""
+    threshold never load it. `embed` (texts to normalised vectors) lets line answers weigh meaning
+    as well as words; without it they rank lines on words, the model's answer and retrieval."""
 
-    def __init__(self, get_generator: Callable[[], Generator]) -> None:
+    def __init__(self, get_generator: Callable[[], Generator], embed: Embed | None = None) -> None:
         self.get_generator = get_generator
+        self.embed = embed
 
     def stream(self, question: str, hits: Sequence[Hit],
                config: AskConfig) -> Iterator[str | Answer]:
@@ -141,12 +152,17 @@ class RagAnswerer:
                                   repetition_penalty=config.repetition_penalty,
                                   loop_ngram=config.loop_ngram, constraint=constraint)
         start, pieces = time.perf_counter(), []
+        lines = config.answer_style == "line"
         for piece in generator.stream(messages, sampling, adapter=config.adapter):
             pieces.append(piece)
-            yield piece
+            if not lines:
+                yield piece
         by_chunk = {p.chunk_id: p for p in passages}
         cited = [dataclasses.replace(by_chunk[k.chunk_id], n=k.n) for k in kept]
         answer = self.finish("".join(pieces), cited, config)
+        if lines:
+            answer = self.to_line(question, answer, cited, config)
+            yield answer.answer
         answer.stats["generate_s"] = time.perf_counter() - start
         answer.stats["best_score"] = best
         if constraint is not None:
@@ -183,6 +199,25 @@ class RagAnswerer:
                 final = item
         assert final is not None
         return final
+
+    def to_line(self, question: str, answer: Answer, passages: list[Passage],
+                config: AskConfig) -> Answer:
+        """The model's answer replaced by the passage line that best holds it, cited; the ranking
+        goes into `stats` (line_score, line_margin, line_semantic) for the classifier."""
+        if answer.refused:
+            return answer
+        said = first_piece(answer.answer)
+        ranked = rank_lines(question, passages, said, self.embed)
+        if not ranked:
+            return answer
+        best = ranked[0]
+        runner_up = ranked[1].score if len(ranked) > 1 else 0.0
+        text = shorten(best.text, said)
+        body, end = (text[:-1], text[-1]) if text[-1] in ".!?" else (text, "")
+        line = self.finish(f"{body} [{best.n}]{end}", passages, config)
+        line.stats = {**answer.stats, "line_score": best.score,
+                      "line_margin": best.score - runner_up, "line_semantic": best.semantic}
+        return line
 
     @staticmethod
     def judge(question: str, shown: list[Passage], answer: Answer,

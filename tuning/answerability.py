@@ -8,6 +8,7 @@ questions (counted over all answerable questions, so refusals made earlier use u
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from statistics import fmean, pstdev
 from typing import Any
@@ -20,19 +21,23 @@ from .errors import TuningError
 def fit_answerability(rows: Sequence[tuple[Mapping[str, float], bool]], *,
                       already_refused: int = 0, answerable_total: int | None = None,
                       max_false_refusal: float = 0.05, c: float = 1.0,
+                      features: Sequence[str] = FEATURES,
                       record: Mapping[str, Any] | None = None) -> AnswerabilityModel:
     """`rows`: (features, answerable) of the answered calibration questions. `already_refused`
-    answerable questions were refused before the classifier (they count as false refusals)."""
+    answerable questions were refused before the classifier (they count as false refusals).
+    `features`: the ones the model uses (a subset of FEATURES)."""
     from sklearn.linear_model import LogisticRegression
 
     labels = [bool(y) for _, y in rows]
     if len(set(labels)) < 2:
         raise TuningError("answerability needs answered questions of both kinds to fit")
-    mean = {f: fmean(x[f] for x, _ in rows) for f in FEATURES}
-    scale = {f: pstdev([x[f] for x, _ in rows]) or 1.0 for f in FEATURES}
-    matrix = [[(x[f] - mean[f]) / scale[f] for f in FEATURES] for x, _ in rows]
+    if not features or set(features) - set(FEATURES):
+        raise TuningError(f"features must be some of {', '.join(FEATURES)}, got {list(features)}")
+    mean = {f: fmean(x[f] for x, _ in rows) for f in features}
+    scale = {f: pstdev([x[f] for x, _ in rows]) or 1.0 for f in features}
+    matrix = [[(x[f] - mean[f]) / scale[f] for f in features] for x, _ in rows]
     clf = LogisticRegression(C=c, max_iter=1000).fit(matrix, labels)
-    draft = AnswerabilityModel(weights=dict(zip(FEATURES, map(float, clf.coef_[0]), strict=True)),
+    draft = AnswerabilityModel(weights=dict(zip(features, map(float, clf.coef_[0]), strict=True)),
                                bias=float(clf.intercept_[0]), mean=mean, scale=scale,
                                threshold=0.0)
     scores = [draft.score(x) for x, _ in rows]
@@ -55,7 +60,8 @@ def choose_threshold(scores: Sequence[float], labels: Sequence[bool], already_re
     threshold = positives[budget] if 0 <= budget < len(positives) else 0.0
     refused_neg = sum(s < threshold for s in negatives)
     refused_pos = sum(s < threshold for s in positives)
-    return round(threshold, 6), {
+    # rounded down: rounding up could refuse the answerable question the threshold sits on
+    return math.floor(threshold * 1e6) / 1e6, {
         "fit_rows": len(scores), "answerable_rows": len(positives),
         "unanswerable_rows": len(negatives),
         "fit_refusal_of_unanswered": round(refused_neg / len(negatives), 4) if negatives else None,

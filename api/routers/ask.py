@@ -43,7 +43,7 @@ def ask(name: str, body: AskRequest, services: ServicesDep) -> AskResponse | Str
     config = services.ask_config(
         k=body.k, max_new_tokens=body.max_new_tokens, temperature=body.temperature,
         mode=body.mode, examples=tuple(Example(e.question, e.answer) for e in body.examples),
-        adapter=body.adapter)
+        adapter=body.adapter, answer_style=body.answer_style)
     items = services.ask_stream(name, body.question, config, _filter(body))
     if not body.stream:
         final = [i for i in items if isinstance(i, Answer)]

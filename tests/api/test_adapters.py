@@ -45,7 +45,8 @@ def services(tmp_path: Path, imported_model: ImportedModel,
 
     settings = Settings(data_dir=tmp_path / "data", generator=str(imported_model.path),
                         quantization="fp32", device="cpu", min_score=-1.0, chunk_size=64,
-                        chunk_overlap=8, span_decoding=False)  # random adapters: free text
+                        chunk_overlap=8, span_decoding=False,  # random adapters: free text
+                        answer_style="span")
     svc = Services(settings, embedder=FakeEmbedder())
     tokenizer = AutoTokenizer.from_pretrained(str(imported_model.path))
     config = TrainConfig(model=str(imported_model.path), data_path="d.jsonl",

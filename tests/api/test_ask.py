@@ -38,7 +38,7 @@ def _answer(messages: list[dict[str, str]]) -> str:
 @pytest.fixture
 def services(tmp_path: Path) -> Iterator[Services]:
     settings = Settings(data_dir=tmp_path / "data", min_score=0.2, chunk_size=64,
-                        chunk_overlap=8, generator="scripted")
+                        chunk_overlap=8, generator="scripted", answer_style="span")
     svc = Services(settings, embedder=FakeEmbedder(), generator=ScriptedGenerator(_answer))
     svc.create_collection("kb")
     coll = svc.collection("kb")
@@ -97,6 +97,18 @@ def test_ask_streams_tokens_then_done(client: TestClient) -> None:
     assert len(tokens) > 3 and events[-1][0] == "done"
     assert "".join(tokens).startswith("The blue pump")
     assert events[-1][1]["citations"][0]["source"] == "pumps.md"
+
+
+def test_a_line_answer_is_the_whole_cited_line_in_json_and_in_sse(client: TestClient) -> None:
+    ask = {"question": "what does the blue pump do?", "answer_style": "line"}
+    body = client.post("/v1/collections/kb/ask", json=ask).json()
+    assert body["answer"] == "The blue pump moves water uphill to the Brannock reservoir [1]."
+    assert [c["source"] for c in body["citations"]] == ["pumps.md"] and body["grounded"]
+    events = _sse(client.post("/v1/collections/kb/ask", json={**ask, "stream": True}).text)
+    assert [d["text"] for n, d in events if n == "token"] == [body["answer"]]
+    assert events[-1][0] == "done" and events[-1][1]["answer"] == body["answer"]
+    r = client.post("/v1/collections/kb/ask", json={**ask, "answer_style": "essay"})
+    assert r.status_code == 422 and "answer_style" in r.text
 
 
 def test_ask_errors(client: TestClient) -> None:

@@ -119,3 +119,29 @@ def test_adapters_merge_writes_a_model_that_answers_like_base_plus_adapter(
     merged = HFGenerator(load_model(str(out), fp32))
     assert generate(merged, ask, short) == generate(served, ask, short, adapter="tone")
     assert generate(merged, ask, short) != generate(served, ask, short)
+
+
+def test_ask_in_either_answer_style(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.generation.fakes import ScriptedGenerator
+
+    monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("RAGTUNE_MIN_SCORE", "-1")
+    gen = ScriptedGenerator(lambda _: "thirty days [1]")
+    monkeypatch.setattr(cli, "_services", lambda s: Services(s, embedder=FakeEmbedder(),
+                                                             generator=gen))
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "b.txt").write_text("Invoices are paid within thirty days. Receipts are kept.")
+    assert cli.main(["ingest", str(docs), "-c", "kb", "-q"]) == 0
+    capsys.readouterr()
+    assert cli.main(["ask", "When are invoices paid?", "-c", "kb", "--json"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["answer"] == "Invoices are paid within thirty days [1]."
+    assert cli.main(["ask", "When are invoices paid?", "-c", "kb", "--answer-style", "span",
+                     "--json"]) == 0
+    span = json.loads(capsys.readouterr().out)
+    assert span["answer"] == "thirty days [1]" and span["citations"][0]["source"] == "b.txt"
+    with pytest.raises(SystemExit) as bad:
+        cli.main(["ask", "x", "-c", "kb", "--answer-style", "essay"])
+    assert bad.value.code == 2 and "invalid choice" in capsys.readouterr().err

@@ -117,3 +117,43 @@ def test_a_model_fits_only_the_adapter_it_was_fitted_on() -> None:
     base = AnswerabilityModel(**{**_model(0.5).__dict__, "record": {"run_settings": {"adapter": None}}})
     assert base.fits("base") and not base.fits("grounded-qa")
     assert _model(0.5).fits("anything")  # no record: the caller's choice
+
+
+def test_a_model_fitted_on_one_answer_style_fits_only_that_style() -> None:
+    line = AnswerabilityModel(**{**_model(0.5).__dict__, "record": {
+        "run_settings": {"adapter": "grounded-qa", "answer_style": "line"}}})
+    assert line.fits("grounded-qa", "line") and not line.fits("grounded-qa", "span")
+    old = AnswerabilityModel(**{**_model(0.5).__dict__, "record": {
+        "run_settings": {"adapter": "grounded-qa"}}})
+    assert old.fits("grounded-qa", "span") and not old.fits("grounded-qa", "line")
+
+
+def test_a_model_uses_only_its_own_features_and_names_unknown_ones() -> None:
+    small = AnswerabilityModel(weights={"line_margin": 2.0}, bias=0.0, mean={"line_margin": 0.0},
+                               scale={"line_margin": 1.0}, threshold=0.5)
+    assert small.features == ("line_margin",)
+    assert small.score({"line_margin": 1.0}) > 0.5 > small.score({"line_margin": -1.0})
+    with pytest.raises(ValueError, match="unknown features"):
+        AnswerabilityModel(weights={"vibes": 1.0}, bias=0.0, mean={"vibes": 0.0},
+                           scale={"vibes": 1.0}, threshold=0.5)
+    with pytest.raises(ValueError, match="mean or scale"):
+        AnswerabilityModel(weights={"line_margin": 1.0}, bias=0.0, mean={}, scale={},
+                           threshold=0.5)
+
+
+def test_fit_on_a_subset_of_features() -> None:
+    rng = random.Random(1)
+    rows = [({f: rng.gauss(0, 1) + (1.0 if i % 3 else -1.0) for f in FEATURES}, bool(i % 3))
+            for i in range(120)]
+    model = fit_answerability(rows, features=["line_score", "question_in_passages"])
+    assert model.features == ("line_score", "question_in_passages")
+    with pytest.raises(TuningError, match="features must be"):
+        fit_answerability(rows, features=["vibes"])
+
+
+def test_line_features_come_from_the_answer_stats() -> None:
+    feats = features("Where is the grotto a replica of?", SHOWN, "Lourdes [1]",
+                     {"line_score": 2.5, "line_margin": 0.4, "line_semantic": 0.7})
+    assert (feats["line_score"], feats["line_margin"], feats["line_semantic"]) == (2.5, 0.4, 0.7)
+    assert 0 < feats["question_in_passages"] <= 1
+    assert features("Where?", SHOWN, "x", {})["line_score"] == 0.0
