@@ -16,7 +16,6 @@ from retrieval.errors import (
     EmbedderMismatch,
     InvalidName,
 )
-from tuning.dataset_store import DatasetNotFound
 from tuning.errors import (
     AdapterInUse,
     AdapterMismatch,
@@ -24,9 +23,11 @@ from tuning.errors import (
     ClassifierMismatch,
     ClassifierNotFound,
     DatasetError,
+    DatasetNotFound,
+    JobNotFound,
+    JobStateError,
     TuningError,
 )
-from tuning.jobs import JobNotFound, JobStateError
 
 
 class UploadTooLarge(Exception):

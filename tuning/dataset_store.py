@@ -18,16 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from .datasets import dataset_hash, detect_format, load_samples, read_records
-from .errors import DatasetError, TuningError
+from .errors import DatasetError, DatasetNotFound
 
 KINDS = ("train", "labelled", "questions")
 SUFFIXES = (".jsonl", ".json", ".csv")
 META = "dataset.json"
 ID_RE = re.compile(r"^[0-9a-f]{16}$")
-
-
-class DatasetNotFound(TuningError):
-    """A dataset id that is not stored."""
 
 
 @dataclass(frozen=True)

@@ -49,3 +49,15 @@ class ClassifierMismatch(TuningError):
 class AdapterInUse(AdapterMismatch):
     """An adapter that cannot be deleted because it is the one being served (a conflict, as a
     mismatch is: both are answered 409)."""
+
+
+class DatasetNotFound(TuningError):
+    """A dataset id that is not stored."""
+
+
+class JobNotFound(TuningError):
+    """A job id that is not in the queue."""
+
+
+class JobStateError(TuningError):
+    """An action the job's current state does not allow (cancel a finished job, resume a running one)."""

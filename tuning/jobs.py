@@ -26,7 +26,7 @@ from typing import Any
 
 from retrieval.owners import pid_alive
 
-from .errors import TuningError
+from .errors import JobNotFound, JobStateError
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
@@ -46,14 +46,6 @@ CREATE TABLE IF NOT EXISTS tuning_jobs (
 );
 CREATE TABLE IF NOT EXISTS tuning_runners (pid INTEGER PRIMARY KEY, heartbeat REAL NOT NULL);
 """
-
-
-class JobNotFound(TuningError):
-    """A job id that is not in the queue."""
-
-
-class JobStateError(TuningError):
-    """An action the job's current state does not allow (cancel a finished job, resume a running one)."""
 
 
 @dataclass
