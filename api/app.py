@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     for module in (collections, documents, jobs, search, ask, openai_compat, evals, tuning, classifiers,
                    adapters):
         app.include_router(module.router)
+    app.include_router(jobs.legacy)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

@@ -1,4 +1,4 @@
-"""/v1/jobs: the state of background ingest jobs."""
+"""/v1/ingest-jobs: the state of background ingest jobs (also at /v1/jobs, the earlier path)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from ..deps import ServicesDep
 from ..errors import NotFound
 from ..schemas import FileError, JobOut
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/ingest-jobs", tags=["ingest jobs"])
+legacy = APIRouter(prefix="/v1/jobs", tags=["ingest jobs"], include_in_schema=False)
 
 
 def job_out(job: Job) -> JobOut:
@@ -22,11 +23,13 @@ def job_out(job: Job) -> JobOut:
 
 
 @router.get("", response_model=list[JobOut])
+@legacy.get("", response_model=list[JobOut])
 def list_jobs(services: ServicesDep) -> list[JobOut]:
     return [job_out(j) for j in services.ingest_worker.store.recent()]
 
 
 @router.get("/{job_id}", response_model=JobOut)
+@legacy.get("/{job_id}", response_model=JobOut)
 def get_job(job_id: str, services: ServicesDep) -> JobOut:
     job = services.ingest_worker.store.get(job_id)
     if job is None:

@@ -26,6 +26,19 @@ def _upload(client: TestClient, files: list[tuple[str, bytes]], name: str = "kb"
                        files=[("files", (n, b)) for n, b in files], data=data)
 
 
+def test_ingest_jobs_answer_at_their_name_and_at_the_earlier_path(client: TestClient) -> None:
+    assert client.post("/v1/collections", json={"name": "kb"}).status_code == 201
+    job_id = _upload(client, [("a.txt", b"Pumps move water uphill.")]).json()["job_id"]
+    done = _wait(client, job_id)
+    assert client.get(f"/v1/ingest-jobs/{job_id}").json() == done
+    assert [j["job_id"] for j in client.get("/v1/ingest-jobs").json()] == \
+        [j["job_id"] for j in client.get("/v1/jobs").json()]
+    assert job_id in [j["job_id"] for j in client.get("/v1/ingest-jobs").json()]
+    assert client.get("/v1/ingest-jobs/nope").status_code == 404
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/v1/ingest-jobs/{job_id}" in paths and "/v1/jobs/{job_id}" not in paths
+
+
 def test_round_trip(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.post("/v1/collections", json={"name": "kb"})
