@@ -19,15 +19,10 @@ from ingest.errors import IngestError
 from retrieval.errors import RetrievalError
 from tuning.errors import TuningError
 
+from .cli_services import open_services as _services
 from .settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
-
-
-def _services(settings: Settings) -> Any:
-    from .services import Services
-
-    return Services(settings)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

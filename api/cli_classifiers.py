@@ -11,13 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .cli_services import open_services as _services
 from .settings import Settings
-
-
-def _services(settings: Settings) -> Any:
-    from .services import Services
-
-    return Services(settings)
 
 
 def add_parser(subparsers: Any) -> None:

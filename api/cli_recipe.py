@@ -24,6 +24,7 @@ from tuning.recipes import (
 )
 from tuning.squad import load_squad
 
+from .cli_services import open_services as _services
 from .settings import Settings
 
 # sized for about an hour of LoRA on a 2-core CPU with SmolLM2-135M (README "grounded-QA adapter")
@@ -56,12 +57,6 @@ def add_parser(tsub: Any) -> None:
     add_start_arguments(g, name_required=False)
     g.set_defaults(func=lambda a, s: cmd_grounded_qa(a, s, cmd_start), name=GROUNDED_QA,
                    **RECIPE_TRAINING)
-
-
-def _services(settings: Settings) -> Any:
-    from .services import Services
-
-    return Services(settings)
 
 
 def cmd_grounded_qa(args: argparse.Namespace, settings: Settings, start: Any) -> int:

@@ -15,13 +15,8 @@ from typing import Any
 from tuning.chat_clients import ChatClient, GeneratorClient, OpenAICompatClient
 from tuning.synthetic import SyntheticSet, generate_use_case
 
+from .cli_services import open_services as _services
 from .settings import Settings
-
-
-def _services(settings: Settings) -> Any:
-    from .services import Services
-
-    return Services(settings)
 
 
 def add_generate_data_parser(subparsers: Any) -> None:

@@ -20,15 +20,10 @@ from tuning.config import TrainConfig
 from tuning.jobs import JobSpec, TuningJob
 from tuning.service import JOB_METHODS, RESERVED, default_method, gate_spec
 
+from .cli_services import open_services as _services
 from .settings import Settings
 
 POLL_S = 1.0
-
-
-def _services(settings: Settings) -> Any:
-    from .services import Services
-
-    return Services(settings)
 
 
 def add_train_flags(p: argparse.ArgumentParser) -> None:
