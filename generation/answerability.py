@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .grounding import LINE, Passage, content_words, stem
+from .grounding import LINE, Passage, stems
 from .lines import first_piece
 
 FEATURES = ("best_score", "question_coverage", "answer_line_coverage", "refusal_margin",
@@ -29,12 +29,8 @@ FEATURES = ("best_score", "question_coverage", "answer_line_coverage", "refusal_
 DEFAULT_MODEL = Path(__file__).with_name("answerability.json")
 
 
-def _words(text: str) -> set[str]:
-    return {stem(w) for w in content_words(text)}
-
-
 def _coverage(wanted: set[str], line: str) -> float:
-    return len(wanted & _words(line)) / len(wanted) if wanted else 0.0
+    return len(wanted & stems(line)) / len(wanted) if wanted else 0.0
 
 
 def features(question: str, shown: Sequence[Passage], answer: str,
@@ -45,7 +41,7 @@ def features(question: str, shown: Sequence[Passage], answer: str,
     answers, the answer line's ranking (`line_score`, `line_margin`, `line_semantic`); missing ones
     count as 0 (for the decoder's, what a fully confident model would give).
     """
-    wanted = _words(question)
+    wanted = stems(question)
     lines = [u.strip() for p in shown for u in LINE.split(p.text) if u.strip()]
     head = first_piece(answer)
     with_answer = [u for u in lines if head and head in u.lower()]

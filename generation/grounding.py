@@ -223,6 +223,11 @@ def stem(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") else word
 
 
+def stems(text: str) -> set[str]:
+    """The stemmed content words of `text`: what question-to-line overlap is measured in."""
+    return {stem(w) for w in content_words(text)}
+
+
 def focus(question: str, passages: Sequence[Passage], keep: int = 3) -> list[Passage]:
     """Shorten each passage to its heading line and the `keep` sentences or table rows sharing the
     most content words with the question, in their original order.
@@ -230,7 +235,7 @@ def focus(question: str, passages: Sequence[Passage], keep: int = 3) -> list[Pas
     Small models read a few relevant lines far better than whole chunks; citations still point at
     the full chunk (same n, chunk id and source).
     """
-    wanted = {stem(w) for w in content_words(question)}
+    wanted = stems(question)
     out = []
     for p in passages:
         units = [u.strip() for u in LINE.split(p.text) if u.strip()]
@@ -238,7 +243,7 @@ def focus(question: str, passages: Sequence[Passage], keep: int = 3) -> list[Pas
             out.append(p)
             continue
         head, body = units[0], units[1:]
-        overlap = [len(wanted & {stem(w) for w in content_words(u)}) for u in body]
+        overlap = [len(wanted & stems(u)) for u in body]
         best = sorted(sorted(range(len(body)), key=lambda i: -overlap[i])[:keep])
         text = "\n".join([head, *(body[i] for i in best)])
         out.append(Passage(n=p.n, text=text, source=p.source, page=p.page, score=p.score,

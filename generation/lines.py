@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .grounding import LINE, Passage, content_words, stem
+from .grounding import LINE, Passage, stems
 
 Embed = Callable[[list[str]], Any]  # texts -> rows of L2-normalised vectors
 MAX_WORDS = 60  # a longer line is cut to this many words around the model's answer
@@ -49,10 +49,6 @@ class AnswerLine:
     score: float
     coverage: float  # share of the question's content words in the line
     semantic: float
-
-
-def _words(text: str) -> set[str]:
-    return {stem(w) for w in content_words(text)}
 
 
 def _is_heading(unit: str) -> bool:
@@ -100,7 +96,7 @@ def rank_lines(question: str, passages: Sequence[Passage], model_answer: str = "
                embed: Embed | None = None,
                weights: LineWeights = LineWeights()) -> list[AnswerLine]:
     """Every answer line of `passages`, best first."""
-    wanted = _words(question)
+    wanted = stems(question)
     found: list[tuple[Passage, str, str]] = []
     for p in passages:
         heading, lines = passage_lines(p.text)
@@ -114,9 +110,9 @@ def rank_lines(question: str, passages: Sequence[Passage], model_answer: str = "
     copied = " ".join(model_answer.lower().split())
     ranked = []
     for (p, heading, line), sem in zip(found, semantic, strict=True):
-        have = _words(line)
+        have = stems(line)
         coverage = len(wanted & have) / len(wanted) if wanted else 0.0
-        context = len((wanted - have) & _words(heading)) / len(wanted) if wanted else 0.0
+        context = len((wanted - have) & stems(heading)) / len(wanted) if wanted else 0.0
         has_model = bool(copied) and copied in " ".join(line.lower().split())
         score = (weights.lexical * coverage + weights.heading * context + weights.semantic * sem
                  + weights.model * has_model + weights.retrieval * p.score)
