@@ -7,9 +7,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 
 from . import errors
+from .guard import BrowserGuard
 from .routers import (
     adapters,
     ask,
@@ -29,9 +31,11 @@ STATIC = Path(__file__).resolve().parent / "static"
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    policy = settings or (services.settings if services is not None else Settings())
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        svc = services or Services(settings or Settings())
+        svc = services or Services(policy)
         app.state.services = svc
         svc.recover()
         svc.ingest_worker.start()
@@ -43,6 +47,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan,
                   description="Grounded answers with citations from your documents.")
+    if policy.guard_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=sorted(policy.guard_origins),
+                           allow_methods=["*"], allow_headers=["*"])
+    # added last, so it runs first: nothing reaches a route (or CORS) past a refused Host/Origin
+    app.add_middleware(BrowserGuard, hosts=policy.guard_hosts, origins=policy.guard_origins)
     errors.install(app)
     for module in (collections, documents, jobs, search, ask, openai_compat, evals, tuning, classifiers,
                    adapters):

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .guard import LOOPBACK_NAMES, is_loopback
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAGTUNE_", env_file=".env", extra="ignore")
@@ -17,6 +19,10 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="port `ragtune serve` listens on")
     allow_remote: bool = Field(False, description="allow binding to a non-loopback address "
                                                   "(the API has no authentication)")
+    allowed_hosts: str = Field("", description="extra names the `Host` header may carry, comma-"
+                               "separated (loopback names and the bind address always; * = any)")
+    cors_origins: str = Field("", description="origins (scheme://host:port) allowed to call the "
+                              "API from a browser, comma-separated; none by default")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device for models")
     embedder: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model directory,"
                           " or all-MiniLM-L6-v2 for the packaged one")
@@ -68,14 +74,25 @@ class Settings(BaseSettings):
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(f"RAGTUNE_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
                              f"RAGTUNE_CHUNK_SIZE ({self.chunk_size})")
-        loopback = self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
-        if not loopback and not self.allow_remote:
+        if not is_loopback(self.host) and not self.allow_remote:
             raise ValueError(f"RAGTUNE_HOST={self.host} exposes an API without authentication; "
                              "set RAGTUNE_ALLOW_REMOTE=true if that is intended")
         if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):
             raise ValueError(f"RAGTUNE_OPENAI_BASE_URL={self.openai_base_url} must be an http:// or "
                              "https:// URL (the API root, e.g. https://api.openai.com/v1)")
         return self
+
+    @property
+    def guard_hosts(self) -> frozenset[str] | None:
+        """Names the `Host` header may carry; None when RAGTUNE_ALLOWED_HOSTS is *."""
+        extra = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}
+        if "*" in extra:
+            return None
+        return LOOPBACK_NAMES | {self.host.strip("[]").lower()} | extra
+
+    @property
+    def guard_origins(self) -> frozenset[str]:
+        return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
 
     @property
     def max_upload_bytes(self) -> int:

@@ -11,6 +11,9 @@ from retrieval.catalog import Catalog
 from retrieval.collection import Collection, CollectionConfig
 from tests.fakes import FakeEmbedder
 
+# the address `make run` serves; TestClient's default host ("testserver") is not an allowed Host
+LOCAL_URL = "http://127.0.0.1:8000"
+
 
 def make_collection(root: Path, embedder: FakeEmbedder, name: str = "kb",
                     chunk_size: int = 64, chunk_overlap: int = 8) -> Collection:

@@ -12,6 +12,7 @@ from api.app import create_app
 from api.services import Services
 from api.settings import Settings
 from tests.fakes import FakeEmbedder
+from tests.helpers import LOCAL_URL
 
 
 @pytest.fixture
@@ -23,5 +24,5 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
     services = Services(settings, embedder=FakeEmbedder())
-    with TestClient(create_app(settings, services)) as c:
+    with TestClient(create_app(settings, services), base_url=LOCAL_URL) as c:
         yield c

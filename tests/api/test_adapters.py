@@ -17,7 +17,7 @@ from api.services import Services
 from api.settings import Settings
 from tests.conftest import ImportedModel
 from tests.fakes import FakeEmbedder
-from tests.helpers import text_doc
+from tests.helpers import LOCAL_URL, text_doc
 from tuning.adapters import AdapterRegistry
 from tuning.config import TrainConfig
 
@@ -67,7 +67,7 @@ def services(tmp_path: Path, imported_model: ImportedModel,
 
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(services.settings, services)) as c:
+    with TestClient(create_app(services.settings, services), base_url=LOCAL_URL) as c:
         yield c
 
 

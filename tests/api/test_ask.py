@@ -20,7 +20,7 @@ from api.settings import Settings
 from generation.grounding import REFUSAL
 from tests.fakes import FakeEmbedder
 from tests.generation.fakes import ScriptedGenerator
-from tests.helpers import text_doc
+from tests.helpers import LOCAL_URL, text_doc
 
 DOCS = {
     "pumps.md": "# Pumps\n\nThe blue pump moves water uphill to the Brannock reservoir.",
@@ -50,7 +50,7 @@ def services(tmp_path: Path) -> Iterator[Services]:
 
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(services.settings, services)) as c:
+    with TestClient(create_app(services.settings, services), base_url=LOCAL_URL) as c:
         yield c
 
 

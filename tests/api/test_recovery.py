@@ -18,6 +18,7 @@ from api.settings import Settings
 from generation.eval_runs import EvalRun, EvalStore
 from retrieval.owners import current_owner
 from tests.fakes import FakeEmbedder
+from tests.helpers import LOCAL_URL
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -60,7 +61,8 @@ def test_server_start_up_recovers_what_dead_processes_left(tmp_path: Path) -> No
     abandoned = _creating(settings.data_dir, dead_owner, time.time() - 3600)
     creating = _creating(settings.data_dir, current_owner(), time.time())
 
-    with TestClient(create_app(settings, Services(settings, embedder=FakeEmbedder()))) as client:
+    app = create_app(settings, Services(settings, embedder=FakeEmbedder()))
+    with TestClient(app, base_url=LOCAL_URL) as client:
         lost = client.get("/v1/evals/lost").json()
         live = client.get("/v1/evals/live").json()
 

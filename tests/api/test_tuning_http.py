@@ -20,6 +20,7 @@ from api.services import Services
 from api.settings import Settings
 from tests.conftest import ImportedModel
 from tests.fakes import FakeEmbedder
+from tests.helpers import LOCAL_URL
 
 ROWS = [{"instruction": f"Name item {i}.", "output": f"Item {i}. Sources: [1]"} for i in range(10)]
 TINY = {"max_steps": 2, "batch_size": 1, "grad_accum": 1, "model_max_length": 48,
@@ -29,7 +30,8 @@ TINY = {"max_steps": 2, "batch_size": 1, "grad_accum": 1, "model_max_length": 48
 @pytest.fixture
 def client(tmp_path: Path, imported_model: ImportedModel) -> Iterator[TestClient]:
     settings = Settings(data_dir=tmp_path / "data", generator=str(imported_model.path))
-    with TestClient(create_app(settings, Services(settings, embedder=FakeEmbedder()))) as c:
+    app = create_app(settings, Services(settings, embedder=FakeEmbedder()))
+    with TestClient(app, base_url=LOCAL_URL) as c:
         yield c
 
 
@@ -142,7 +144,8 @@ def test_linear_probe_job_then_predict(tmp_path: Path, real_embedder: Any) -> No
     rows = "text,label\n" + "".join(f'"{t}",positive\n' for t in pos) + \
         "".join(f'"{t}",negative\n' for t in neg)
     settings = Settings(data_dir=tmp_path / "data")
-    with TestClient(create_app(settings, Services(settings, embedder=real_embedder))) as client:
+    app = create_app(settings, Services(settings, embedder=real_embedder))
+    with TestClient(app, base_url=LOCAL_URL) as client:
         bad = client.post("/v1/tuning/jobs", files={"file": ("s.csv", b"text,label\nfine,\n")},
                           data={"config": json.dumps({"name": "s", "method": "linear_probe"})})
         assert bad.status_code == 422 and bad.json()["problems"][0]["line"] == 2
