@@ -32,7 +32,7 @@ PACKAGED_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_MODEL = "smollm2-135m-instruct"
 META_FILE = "ragtune_model.json"
 GGUF_MAGIC = b"GGUF"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 STALE_TMP_SECONDS = 3600
 # A tokenizer's model_max_length above this is transformers' "no limit" placeholder, not a length.
 SANE_MAX_LENGTH = 10_000_000

@@ -22,10 +22,10 @@ from .collection import Collection, CollectionConfig
 from .errors import CollectionExists, CollectionNotFound, InvalidName
 from .owners import current_owner, owner_gone
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # .new-<owner>-<started, unix s>-<random> (a create) or .deleted-... (a delete being removed)
-TEMP_RE = re.compile(r"^\.(?:new|deleted)-(\d+-[0-9a-f]{8})-(\d+)-[0-9a-f]+$")
-LEGACY_TEMP_RE = re.compile(r"^\.(?:new|deleted)-[0-9a-f]{32}$")  # before owners were recorded
+TEMP_RE = re.compile(r"^\.(?:new|deleted)-(\d+-[0-9a-f]{8})-(\d+)-[0-9a-f]+\Z")
+LEGACY_TEMP_RE = re.compile(r"^\.(?:new|deleted)-[0-9a-f]{32}\Z")  # before owners were recorded
 # A pid that looks dead may be a live process in another pid namespace sharing the volume; a create
 # takes milliseconds (and removing a delete's leftovers twice is harmless), so waiting this long
 # before trusting a dead owner costs nothing.

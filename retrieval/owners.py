@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 BOOT = uuid.uuid4().hex[:8]
-OWNER_RE = re.compile(r"^(\d+)-([0-9a-f]{8})$")
+OWNER_RE = re.compile(r"^(\d+)-([0-9a-f]{8})\Z")
 
 
 def current_owner() -> str:

@@ -29,7 +29,7 @@ META_FILE = "ragtune_adapter.json"
 ACTIVE_FILE = "active.json"
 RESERVED_NAMES = ("base",)  # "base" selects the base model without an adapter, per request
 HASH_CACHE = ".ragtune_weights_sha256.json"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 @dataclass(frozen=True)

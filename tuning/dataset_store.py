@@ -23,7 +23,7 @@ from .errors import DatasetError, DatasetNotFound
 KINDS = ("train", "labelled", "questions")
 SUFFIXES = (".jsonl", ".json", ".csv")
 META = "dataset.json"
-ID_RE = re.compile(r"^[0-9a-f]{16}$")
+ID_RE = re.compile(r"^[0-9a-f]{16}\Z")
 
 
 @dataclass(frozen=True)

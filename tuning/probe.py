@@ -27,7 +27,7 @@ from .datasets import MAX_PROBLEMS, dataset_hash, read_records
 from .errors import ClassifierMismatch, ClassifierNotFound, DatasetError, TuningError
 
 META_FILE = "classifier.json"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def load_labelled(path: str | Path, text_column: str = "text",
