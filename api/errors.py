@@ -96,6 +96,11 @@ def install(app: FastAPI) -> None:
                  for e in exc.errors()]
         return _body(422, "invalid", "; ".join(parts), errors=_jsonable(exc.errors()))
 
+    @app.exception_handler(Exception)
+    def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        # a bug, not bad input: still a JSON body (the traceback goes to the server log)
+        return _body(500, "internal", f"internal error ({type(exc).__name__}); see the server log")
+
     @app.exception_handler(StarletteHTTPException)
     def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _body(exc.status_code, "http_error", str(exc.detail))

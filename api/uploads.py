@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import unicodedata
+from pathlib import Path, PurePath
 
 from fastapi import UploadFile
 
-from .errors import UploadTooLarge
+from .errors import BadRequest, UploadTooLarge
+
+MAX_NAME_BYTES = 200  # under every file system's 255, leaving room for a suffix
+
+
+def upload_name(raw: str | None) -> str:
+    """The file name to store an upload under: its last path part, without control or bidi
+    characters; an empty, hidden, `.`/`..` or over-long name is a 422 naming it."""
+    name = PurePath((raw or "").replace("\\", "/")).name
+    name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf")).strip()
+    if not name or name.startswith("."):
+        raise BadRequest(f"file name {raw!r} is empty or hidden")
+    size = len(name.encode("utf-8"))
+    if size > MAX_NAME_BYTES:
+        raise BadRequest(f"file name {name[:40]!r}... is {size} bytes; the limit is "
+                         f"{MAX_NAME_BYTES}")
+    return name
 
 
 def copy_bounded(upload: UploadFile, dest: Path, limit: int, limit_mb: float) -> None:

@@ -42,6 +42,8 @@ class Sample:
     text: str | None = None
 
 
+DEEP = "nested too deeply (JSON deeper than Python can read)"
+
 def dataset_hash(path: str | Path) -> str:
     """sha256 of the file's bytes: what an adapter records about the data it was trained on."""
     digest = hashlib.sha256()
@@ -75,6 +77,8 @@ def _read_jsonl(text: str) -> Iterator[tuple[int, Any]]:
             yield number, json.loads(raw)
         except json.JSONDecodeError as exc:
             yield number, DatasetError(f"invalid JSON: {exc.msg} (column {exc.colno})", number)
+        except RecursionError:
+            yield number, DatasetError(f"invalid JSON: {DEEP}", number)
 
 
 def _read_json_array(text: str) -> Iterator[tuple[int, Any]]:
@@ -82,6 +86,8 @@ def _read_json_array(text: str) -> Iterator[tuple[int, Any]]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DatasetError(f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno) from exc
+    except RecursionError:
+        raise DatasetError(f"invalid JSON: {DEEP}") from None
     if not isinstance(data, list):
         raise DatasetError(f"a .json file must hold an array of records, not {type(data).__name__}")
     yield from ((index + 1, record) for index, record in enumerate(data))
@@ -209,6 +215,8 @@ def _chat(record: dict[str, Any], line: int) -> Messages:
             messages = json.loads(messages)
         except json.JSONDecodeError as exc:
             raise DatasetError(f"invalid JSON: {exc.msg}", line, "messages") from exc
+        except RecursionError:
+            raise DatasetError(f"invalid JSON: {DEEP}", line, "messages") from None
     if not isinstance(messages, list) or not messages:
         raise DatasetError("must be a non-empty list of {role, content} objects", line, "messages")
     out: Messages = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import PurePath
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
@@ -16,7 +15,7 @@ from retrieval.types import DocumentRecord
 from ..deps import ServicesDep
 from ..errors import BadRequest, UploadTooLarge
 from ..schemas import DocumentList, DocumentOut, JobOut
-from ..uploads import copy_bounded
+from ..uploads import copy_bounded, upload_name
 from .jobs import job_out
 
 router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"])
@@ -33,8 +32,8 @@ def _parse_metadata(raw: str | None) -> dict[str, Any]:
         return {}
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"metadata must be a JSON object: {exc}") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise BadRequest(f"metadata must be a JSON object: {exc}") from None
     if not isinstance(value, dict) or not all(
             isinstance(v, str | int | float | bool) for v in value.values()):
         raise BadRequest('metadata must be a JSON object of scalar values, e.g. {"team": "ops"}')
@@ -47,9 +46,7 @@ def _check_files(files: list[UploadFile], limit_bytes: int, limit_mb: float,
         raise BadRequest(f"{len(files)} files in one upload; the limit is {max_files}")
     names: list[str] = []
     for f in files:
-        name = PurePath((f.filename or "").replace("\\", "/")).name
-        if not name or name.startswith("."):
-            raise BadRequest(f"file name {f.filename!r} is empty or hidden")
+        name = upload_name(f.filename)
         if name in names:
             raise BadRequest(f"file name {name!r} appears twice in one upload")
         check_supported(name)
@@ -83,8 +80,8 @@ def upload_documents(name: str, services: ServicesDep,
 @router.get("", response_model=DocumentList)
 def list_documents(name: str, services: ServicesDep, limit: int = 100,
                    offset: int = 0) -> DocumentList:
-    if not 1 <= limit <= 1000 or offset < 0:
-        raise BadRequest("limit must be 1..1000 and offset >= 0")
+    if not 1 <= limit <= 1000 or not 0 <= offset < 2**63:
+        raise BadRequest("limit must be 1..1000 and offset 0..2**63-1")
     coll = services.catalog.get(name)
     docs = coll.documents(limit, offset)
     return DocumentList(documents=[document_out(d) for d in docs],

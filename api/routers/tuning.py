@@ -23,7 +23,7 @@ from tuning.service import JOB_METHODS, default_method, gate_spec
 from .. import sse
 from ..deps import ServicesDep
 from ..errors import BadRequest
-from ..uploads import copy_bounded
+from ..uploads import copy_bounded, upload_name
 
 router = APIRouter(prefix="/v1/tuning", tags=["tuning"])
 LOG_POLL_S = 0.5
@@ -70,7 +70,7 @@ def job_out(job: TuningJob) -> dict[str, Any]:
 def _store_upload(services: Any, upload: UploadFile, kind: str, **options: Any) -> DatasetRecord:
     folder = Path(tempfile.mkdtemp(prefix="ragtune-upload-"))
     try:
-        path = folder / Path(upload.filename or "dataset.jsonl").name
+        path = folder / upload_name(upload.filename or "dataset.jsonl")
         copy_bounded(upload, path, services.settings.max_upload_bytes, services.settings.max_upload_mb)
         try:
             record: DatasetRecord = services.tuning.add_dataset(path, kind=kind, **options)
@@ -123,6 +123,8 @@ async def _job_request(services: Any, request: Request) -> JobCreate:
             form = await request.form()
             raw = form.get("config") or "{}"
             body = json.loads(raw if isinstance(raw, str) else raw.file.read())  # type: ignore[union-attr]
+            if not isinstance(body, dict):
+                raise BadRequest(f"`config` must be a JSON object, not {type(body).__name__}")
             method = body.get("method") or "lora"
             uploads = {"file": ("dataset_id", "labelled" if method == "linear_probe" else "train"),
                        "valid_file": ("valid_dataset_id", "train"),
@@ -132,16 +134,22 @@ async def _job_request(services: Any, request: Request) -> JobCreate:
                 if upload is not None and hasattr(upload, "filename"):
                     options = {}
                     if kind == "labelled":
-                        options = {"text_column": body.get("config", {}).get("text_column", "text"),
+                        train = body.get("config")
+                        train = train if isinstance(train, dict) else {}
+                        options = {"text_column": train.get("text_column", "text"),
                                    "label_column": body.get("label_column", "label")}
                     record = await run_in_threadpool(_store_upload, services, upload,  # type: ignore[arg-type]
                                                      kind, **options)
                     body[key] = record.id
         else:
             body = await request.json()
+        if not isinstance(body, dict):
+            raise BadRequest(f"the job must be a JSON object, not {type(body).__name__}")
         return JobCreate.model_validate(body)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"the job config is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("the job config is nested too deeply to read") from None
     except ValidationError as exc:
         parts = [f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()]
         raise BadRequest("; ".join(parts)) from None
