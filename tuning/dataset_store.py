@@ -47,6 +47,8 @@ def validate(path: Path, kind: str, fmt: str = "auto", text_column: str = "text"
     if kind == "train":
         samples = load_samples(path, fmt, text_column)
         first = next(iter(read_records(path)))[1]
+        if isinstance(first, list):  # a CSV header: the format is told by its column names
+            first = dict.fromkeys(first, "")
         return detect_format(first, fmt, text_column), len(samples)
     if kind == "labelled":
         from .probe import load_labelled

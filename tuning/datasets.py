@@ -107,6 +107,12 @@ def _read_csv(path: Path) -> Iterator[tuple[int, Any]]:
                 return
             except csv.Error as exc:
                 raise DatasetError(f"unreadable CSV: {exc}", start) from exc
+            if None in row:  # DictReader's place for fields past the header's
+                extra = len(row[None])  # type: ignore[index]
+                yield start, DatasetError(f"{extra} more field(s) than the header's "
+                                          f"{len(reader.fieldnames)} (quote values that hold commas)",
+                                          start)
+                continue
             yield start, dict(row)
 
 

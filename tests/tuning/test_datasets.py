@@ -119,3 +119,20 @@ def test_split_is_deterministic_and_disjoint() -> None:
 def test_dataset_hash_is_of_the_bytes(tmp_path: Path) -> None:
     a, b = write(tmp_path, "a.jsonl", "x"), write(tmp_path, "b.jsonl", "x")
     assert dataset_hash(a) == dataset_hash(b) != dataset_hash(write(tmp_path, "c.jsonl", "y"))
+
+
+def test_csv_rows_with_extra_fields_name_their_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "d.csv", "instruction,output\nSay hi,hi\nSay bye,bye,EXTRA\n")
+    assert problems(path) == ["line 3: 1 more field(s) than the header's 2 (quote values that hold "
+                              "commas)"]
+
+
+@pytest.mark.parametrize(("header", "fmt"), [("instruction,output", "alpaca"), ("text", "text"),
+                                             ("prompt,completion", "prompt_completion")])
+def test_a_valid_csv_is_stored_with_its_format(tmp_path: Path, header: str, fmt: str) -> None:
+    from tuning.dataset_store import DatasetStore
+
+    row = ",".join(["a"] * len(header.split(",")))
+    path = write(tmp_path, "d.csv", f"{header}\n{row}\n{row}\n")
+    record = DatasetStore(tmp_path / "store").add(path)
+    assert (record.format, record.records) == (fmt, 2)
