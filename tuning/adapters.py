@@ -28,7 +28,7 @@ from .errors import AdapterInUse, AdapterMismatch, AdapterNotFound, TuningError
 META_FILE = "ragtune_adapter.json"
 ACTIVE_FILE = "active.json"
 RESERVED_NAMES = ("base",)  # "base" selects the base model without an adapter, per request
-HASH_CACHE = ".ragtune_weights_sha256.json"
+HASH_CACHE = ".base-weights-sha256.json"  # in the registry: {model dir: {files, sha256}}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
@@ -67,18 +67,22 @@ def _weight_files(model_dir: Path) -> list[Path]:
     return files
 
 
-def base_weights_hash(model_dir: str | Path) -> str:
-    """sha256 over the base model's weight files, cached in the directory (keyed by size and mtime)."""
+def base_weights_hash(model_dir: str | Path, cache: Path | None = None) -> str:
+    """sha256 over the base model's weight files, remembered in the JSON file `cache` (keyed by
+    the directory, and its files' sizes and mtimes). The model directory is never written into:
+    it may be a user's, outside the data dir."""
     model_dir = Path(model_dir)
     files = _weight_files(model_dir)
     stamp = [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files]
-    cache = model_dir / HASH_CACHE
-    try:
-        cached = json.loads(cache.read_text())
-        if cached.get("files") == stamp:
-            return str(cached["sha256"])
-    except (OSError, ValueError, AttributeError):
-        pass
+    key = str(model_dir.resolve())
+    known: dict[str, Any] = {}
+    if cache is not None:
+        try:
+            known = json.loads(cache.read_text())
+            if known.get(key, {}).get("files") == stamp:
+                return str(known[key]["sha256"])
+        except (OSError, ValueError, AttributeError):
+            known = {}
     digest = hashlib.sha256()
     for f in files:
         digest.update(f.name.encode() + b"\0")
@@ -86,10 +90,14 @@ def base_weights_hash(model_dir: str | Path) -> str:
             while block := fh.read(1 << 20):
                 digest.update(block)
     value = digest.hexdigest()
-    try:
-        cache.write_text(json.dumps({"files": stamp, "sha256": value}) + "\n")
-    except OSError:
-        pass  # a read-only model directory: hash again next time
+    if cache is not None:
+        known[key] = {"files": stamp, "sha256": value}
+        tmp = cache.with_name(f"{cache.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            tmp.write_text(json.dumps(known) + "\n")
+            os.replace(tmp, cache)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # hash again next time
     return value
 
 
@@ -118,7 +126,7 @@ class AdapterRegistry:
             raise TuningError(f"adapter {name!r} already exists in {self.root}; pick another name")
         record = AdapterRecord(
             name=name, path=target, method=config.method, base_model=Path(base_model_path).name,
-            base_hash=base_weights_hash(base_model_path),
+            base_hash=base_weights_hash(base_model_path, self.root / HASH_CACHE),
             tokenizer_fingerprint=tokenizer_fingerprint(tokenizer),
             dataset_hash=dataset_hash, config=config.to_dict(), metrics=dict(metrics),
             created_at=datetime.now(UTC).isoformat())
@@ -202,7 +210,7 @@ class AdapterRegistry:
     def check_compatible(self, name: str, base_model_path: str | Path, tokenizer: Any) -> AdapterRecord:
         """The record of `name`, or AdapterMismatch if it was trained on another base or tokenizer."""
         record = self.get(name)
-        base_hash = base_weights_hash(base_model_path)
+        base_hash = base_weights_hash(base_model_path, self.root / HASH_CACHE)
         if base_hash != record.base_hash:
             raise AdapterMismatch(
                 f"adapter {name!r} was trained on base {record.base_model!r} (weights "

@@ -48,7 +48,8 @@ class JobCreate(BaseModel):
         None, description="default: qlora on CUDA, lora elsewhere")
     dataset_id: str | None = Field(None, description="a stored dataset; or upload `file`")
     valid_dataset_id: str | None = None
-    base_model: str | None = Field(None, description="default: the serving generator")
+    base_model: str | None = Field(None, description="a model name from `ragtune models list` "
+                                   "(default: the serving generator)")
     config: dict[str, Any] = Field(default_factory=dict)
     label_column: str = "label"
     checks: Checks | None = None
@@ -155,6 +156,18 @@ async def _job_request(services: Any, request: Request) -> JobCreate:
         raise BadRequest("; ".join(parts)) from None
 
 
+def registered_model(services: Any, name: str) -> str:
+    """The directory of a model in `ragtune models list`. Over HTTP a job trains only on those:
+    a path or hub id would let a request read (or fetch) any model; the CLI takes paths."""
+    registry = services.model_registry()
+    names = sorted(m.name for m in registry.list())
+    if name not in names:
+        raise BadRequest(f"base_model {name!r} is not a registered model (registered: "
+                         f"{', '.join(names) or 'none'}); import one with `ragtune models import`, "
+                         "or give a path with `ragtune tune start --model`")
+    return str(registry.path(name))
+
+
 def spec_of(req: JobCreate, services: Any) -> JobSpec:
     if not req.dataset_id:
         raise BadRequest("give the training data: a stored `dataset_id`, or upload `file`")
@@ -165,7 +178,8 @@ def spec_of(req: JobCreate, services: Any) -> JobSpec:
     if gate.eval_collection:
         services.collection(gate.eval_collection)  # 404 now, not after training
     method = req.method or default_method(services.settings.device, req.config)
-    model = "" if method == "linear_probe" else (req.base_model or services.generator_path())
+    model = "" if method == "linear_probe" else (
+        registered_model(services, req.base_model) if req.base_model else services.generator_path())
     return JobSpec(name=req.name, dataset_id=req.dataset_id, method=method, model=model,
                    valid_dataset_id=req.valid_dataset_id, train=req.config, gate=gate,
                    label_column=req.label_column)

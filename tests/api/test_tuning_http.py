@@ -161,3 +161,13 @@ def test_linear_probe_job_then_predict(tmp_path: Path, real_embedder: Any) -> No
                            json={"texts": ["an awful, horrible meal", "a wonderful, lovely evening"]})
         assert pred.status_code == 200, pred.text
         assert [p["label"] for p in pred.json()["predictions"]] == ["negative", "positive"]
+
+
+@pytest.mark.parametrize("base", ["/etc", "HuggingFaceTB/SmolLM2-135M"])
+def test_http_jobs_train_only_on_registered_models(client: TestClient, base: str) -> None:
+    up = client.post("/v1/tuning/datasets", files={"file": ("b.jsonl", jsonl(ROWS))})
+    r = client.post("/v1/tuning/jobs", json={"name": "x", "dataset_id": up.json()["id"],
+                                             "base_model": base, "config": TINY})
+    assert r.status_code == 422, r.text
+    assert "not a registered model" in r.json()["detail"]
+    assert client.get("/v1/tuning/jobs").json() == []

@@ -74,10 +74,14 @@ def test_unknown_and_duplicate_names(registry: tuple[AdapterRegistry, Path], tmp
 
 def test_weights_hash_is_cached_and_invalidated(tmp_path: Path) -> None:
     base = fake_base(tmp_path / "b", b"one")
-    first = base_weights_hash(base)
-    assert (base / HASH_CACHE).is_file() and base_weights_hash(base) == first
+    before = sorted(p.name for p in base.iterdir())
+    cache = tmp_path / "registry" / HASH_CACHE
+    cache.parent.mkdir()
+    first = base_weights_hash(base, cache)
+    assert cache.is_file() and base_weights_hash(base, cache) == first == base_weights_hash(base)
     (base / "model.safetensors").write_bytes(b"two!")
-    assert base_weights_hash(base) != first
+    assert base_weights_hash(base, cache) != first
+    assert sorted(p.name for p in base.iterdir()) == before  # the model directory is never written
 
 
 def test_tokenizer_fingerprint_sees_template_and_eos() -> None:
