@@ -11,7 +11,9 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 
 from . import errors
+from .auth import AuthGuard
 from .guard import BrowserGuard
+from .keys import KeyStore
 from .routers import (
     adapters,
     ask,
@@ -50,6 +52,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if policy.guard_origins:
         app.add_middleware(CORSMiddleware, allow_origins=sorted(policy.guard_origins),
                            allow_methods=["*"], allow_headers=["*"])
+    app.add_middleware(AuthGuard, store=KeyStore.in_data_dir(policy.data_dir),
+                       audit=policy.data_dir / "audit.log", per_minute=policy.rate_limit_per_minute)
     # added last, so it runs first: nothing reaches a route (or CORS) past a refused Host/Origin
     app.add_middleware(BrowserGuard, hosts=policy.guard_hosts, origins=policy.guard_origins)
     errors.install(app)

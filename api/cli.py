@@ -20,6 +20,8 @@ from retrieval.errors import RetrievalError
 from tuning.errors import TuningError
 
 from .cli_services import open_services as _services
+from .guard import is_loopback
+from .keys import KeyStore
 from .settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -32,7 +34,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     settings = settings.model_copy(update={"host": args.host or settings.host,
                                            "port": args.port or settings.port})
-    Settings.model_validate(settings.model_dump())  # re-check host safety
+    Settings.model_validate(settings.model_dump())
+    if not is_loopback(settings.host) and not KeyStore.in_data_dir(settings.data_dir).active():
+        raise ValueError(f"RAGTUNE_HOST={settings.host} reaches beyond this machine: create an API "
+                         "key first (`ragtune keys create --name admin --scope admin`); every "
+                         "request then needs one")
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
     return 0
 
@@ -240,10 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_eval.add_parser(sub, lambda s: _services(s))
 
-    from . import cli_classifiers, cli_tune
+    from . import cli_classifiers, cli_keys, cli_tune
 
     cli_classifiers.add_parser(sub)
     cli_tune.add_parser(sub)
+    cli_keys.add_parser(sub)
 
     m = sub.add_parser("models", help="prepare, list or import generator models")
     m.add_argument("action", nargs="?", default="prepare", choices=["prepare", "list", "import-gguf"])

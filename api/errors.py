@@ -44,10 +44,15 @@ class NotFound(Exception):
     """A resource that is not there (404)."""
 
 
+class Forbidden(Exception):
+    """A request the caller's API key may not make (403)."""
+
+
 STATUS: list[tuple[type[Exception], int, str]] = [
     (CollectionNotFound, 404, "not_found"),
     (DocumentNotFound, 404, "not_found"),
     (NotFound, 404, "not_found"),
+    (Forbidden, 403, "forbidden"),
     (AdapterNotFound, 404, "adapter_not_found"),
     (AdapterMismatch, 409, "adapter_mismatch"),
     (AdapterInUse, 409, "adapter_in_use"),

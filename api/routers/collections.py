@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from retrieval.collection import Collection
 
@@ -26,8 +26,10 @@ def create_collection(body: CollectionCreate, services: ServicesDep) -> Collecti
 
 
 @router.get("", response_model=list[CollectionOut])
-def list_collections(services: ServicesDep) -> list[CollectionOut]:
-    return [collection_out(services.catalog.get(n)) for n in services.catalog.names()]
+def list_collections(services: ServicesDep, request: Request) -> list[CollectionOut]:
+    key = getattr(request.state, "api_key", None)  # a key limited to some collections sees those
+    names = [n for n in services.catalog.names() if key is None or key.allows("read", n)]
+    return [collection_out(services.catalog.get(n)) for n in names]
 
 
 @router.get("/{name}", response_model=CollectionOut)

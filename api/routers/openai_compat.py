@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -22,7 +22,7 @@ from generation.rag import Answer
 
 from .. import sse
 from ..deps import ServicesDep
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, Forbidden, NotFound
 from ..services import Services
 from .ask import answer_out
 
@@ -94,8 +94,12 @@ def _extra(answer: Answer | None, adapter: str | None) -> dict[str, Any] | None:
 
 
 @router.post("/chat/completions", response_model=None)
-def chat_completions(body: ChatRequest, services: ServicesDep) -> dict[str, Any] | StreamingResponse:
+def chat_completions(body: ChatRequest, services: ServicesDep,
+                     request: Request) -> dict[str, Any] | StreamingResponse:
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    key = getattr(request.state, "api_key", None)  # set by api/auth.py while keys are in force
+    if key is not None and services.catalog.exists(body.model) and not key.allows("read", body.model):
+        raise Forbidden(f"key {key.name!r} may not read collection {body.model!r}")
     items, adapter = _pieces(services, body)
     if not body.stream:
         text, answer = "", None

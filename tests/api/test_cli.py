@@ -9,7 +9,6 @@ import pytest
 
 from api import cli
 from api.services import Services
-from api.settings import Settings
 from generation.generator import HFGenerator, SamplingConfig, generate
 from generation.loading import LoadConfig, load_model
 from tests.conftest import ImportedModel
@@ -58,14 +57,15 @@ def test_bad_input_is_a_message_and_exit_2(run, capsys: pytest.CaptureFixture[st
     assert run("collections", "create") == 2
 
 
-def test_unsafe_settings_refused(monkeypatch: pytest.MonkeyPatch,
+def test_unsafe_settings_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RAGTUNE_CHUNK_OVERLAP", "999")
     assert cli.main(["collections"]) == 2
     assert "RAGTUNE_CHUNK_OVERLAP" in capsys.readouterr().err
     monkeypatch.delenv("RAGTUNE_CHUNK_OVERLAP")
-    with pytest.raises(ValueError, match="RAGTUNE_ALLOW_REMOTE"):
-        Settings(host="0.0.0.0")
+    monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path))
+    assert cli.main(["serve", "--host", "0.0.0.0"]) == 2  # beyond loopback only with keys
+    assert "create an API key first" in capsys.readouterr().err
 
 
 def _register(data_dir: Path, imported_model: ImportedModel, lora: Path, name: str,

@@ -112,10 +112,13 @@ def test_loopback_means_this_machine_only(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
 
 
-def test_a_look_alike_loopback_bind_address_needs_allow_remote(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="RAGTUNE_ALLOW_REMOTE"):
-        Settings(data_dir=tmp_path, host="127.evil.example")
-    assert Settings(data_dir=tmp_path, host="127.0.0.2").host == "127.0.0.2"
+def test_a_look_alike_loopback_bind_address_needs_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from api import cli
+
+    monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path))
+    assert cli.main(["serve", "--host", "127.evil.example"]) == 2
+    assert "create an API key first" in capsys.readouterr().err
 
 
 def test_check_is_pure_and_names_the_problem() -> None:
