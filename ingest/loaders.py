@@ -36,7 +36,27 @@ _BOMS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+_UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
 _MD_HEADING = re.compile(r" {0,3}#[ \t]+(.+?)[ \t#]*")
+_MAGIC = (
+    (b"\x7fELF", "an ELF executable"), (b"PK\x03\x04", "a ZIP archive"),
+    (b"PK\x05\x06", "an empty ZIP archive"), (b"%PDF-", "a PDF"), (b"\x1f\x8b", "gzip data"),
+    (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"),
+    (b"\xd0\xcf\x11\xe0", "an old Office (OLE) file"), (b"7z\xbc\xaf", "a 7z archive"),
+    (b"Rar!", "a RAR archive"),
+)  # fmt: skip
+
+
+def sniff_binary(data: bytes) -> str | None:
+    """What a file named as text really holds, when it is not text (by its first bytes)."""
+    for magic, what in _MAGIC:
+        if data.startswith(magic):
+            return what
+    if any(data.startswith(bom) for bom, _ in _BOMS):
+        return None  # UTF-16/32 text has NUL bytes
+    return "binary data (NUL bytes)" if b"\x00" in data[:8192] else None
+
+
 def check_supported(name: str) -> None:
     """Raise UnsupportedFileType unless `name` ends with one of SUPPORTED_EXTENSIONS (any case)."""
     if _extension(name) not in SUPPORTED_EXTENSIONS:
@@ -57,10 +77,14 @@ def load_bytes(
     if ext == ".jsonl.gz":
         return archive.load_jsonl(name, archive.gunzip(name, data, archive_limits.max_total_bytes))
     if ext == ".jsonl":
+        if what := sniff_binary(data):
+            raise DocumentLoadError(name, f"the content is {what}, not text: not indexed")
         return archive.load_jsonl(name, data)
     reader = _READERS.get(ext)
     if reader is None:
         raise UnsupportedFileType(name, SUPPORTED_EXTENSIONS)
+    if ext != ".pdf" and (what := sniff_binary(data)):
+        raise DocumentLoadError(name, f"the content is {what}, not text: not indexed")
     return [reader(name, data)]
 
 
@@ -316,12 +340,18 @@ def _decode_bytes(data: bytes) -> tuple[str, str, list[str]]:
         return data.decode("utf-8"), "utf-8", []
     except UnicodeDecodeError:
         pass
-    best = charset_normalizer.from_bytes(data).best()
-    if best is not None:
-        return str(best), best.encoding, []
+    if _UTF8_MULTIBYTE.search(data) is None:  # no UTF-8 at all: a legacy 8-bit encoding
+        try:  # Windows Western first: the commonest, and detection guesses badly on short texts
+            return data.decode("cp1252"), "cp1252", ["not UTF-8: decoded as cp1252 (Windows Western)"]
+        except UnicodeDecodeError:
+            pass
+        best = charset_normalizer.from_bytes(data).best()
+        if best is not None:
+            return str(best), best.encoding, [f"not UTF-8: decoded as {best.encoding} (detected)"]
+    # UTF-8 with some bad bytes: keep the valid text, mark the bad bytes, and say so
     text = data.decode("utf-8", errors="replace")
-    replaced = text.count("\ufffd") - data.count("\ufffd".encode())
-    return text, "utf-8", [f"{replaced} undecodable bytes replaced"]
+    replaced = text.count("\ufffd") - data.decode("utf-8", errors="ignore").count("\ufffd")
+    return text, "utf-8", [f"{replaced} invalid UTF-8 byte sequence(s) replaced with U+FFFD"]
 
 
 def _markdown_title(text: str) -> str | None:

@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import random
+import re
 import time
 from pathlib import Path
 
@@ -132,15 +133,28 @@ def test_text_encodings_are_detected(data: bytes, encoding: str) -> None:
     assert doc.pages[0].text == expected
     assert doc.pages[0].number is None
     assert doc.metadata["encoding"] == encoding
-    assert doc.warnings == []
+    legacy = ["not UTF-8: decoded as cp1252 (Windows Western)"]
+    assert doc.warnings == (legacy if encoding == "cp1252" else [])
 
 
-def test_undecodable_text_is_replaced_with_a_warning() -> None:
-    data = b"readable start " + random.Random(0).randbytes(3000)
-    doc = only_doc("garbage.txt", data)
-    assert doc.pages[0].text.startswith("readable start")
-    assert len(doc.warnings) == 1
-    assert doc.warnings[0].endswith("undecodable bytes replaced")
+def test_utf8_with_bad_bytes_keeps_its_valid_text_and_says_so() -> None:
+    data = "Größe: 5 m².".encode() + b"\xff\xfe" + " Ende über".encode()
+    doc = only_doc("mixed.txt", data)
+    assert doc.pages[0].text == "Größe: 5 m².\ufffd\ufffd Ende über"  # not cp1250 mojibake
+    assert doc.metadata["encoding"] == "utf-8"
+    assert doc.warnings == ["2 invalid UTF-8 byte sequence(s) replaced with U+FFFD"]
+
+
+@pytest.mark.parametrize(("name", "data", "what"), [
+    ("prog.txt", b"\x7fELF\x02\x01\x01" + bytes(60), "an ELF executable"),
+    ("notes.md", b"PK\x03\x04\x14\x00" + bytes(40), "a ZIP archive"),
+    ("page.html", b"%PDF-1.7\n...", "a PDF"),
+    ("rows.jsonl", b"\x1f\x8b\x08\x00", "gzip data"),
+    ("garbage.txt", b"readable start " + random.Random(0).randbytes(3000), "binary data (NUL bytes)"),
+])
+def test_binary_content_named_as_text_is_not_indexed(name: str, data: bytes, what: str) -> None:
+    with pytest.raises(DocumentLoadError, match=re.escape(f"the content is {what}, not text")):
+        load_bytes(name, data)
 
 
 @pytest.mark.parametrize("data", [b"", b"  \n\t \r\n"])
