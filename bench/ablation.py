@@ -76,6 +76,8 @@ def main() -> None:
     print("|---" * (len(COLUMNS) + 1) + "|")
     for spec in args.runs:
         label, _, name = spec.partition("=")
+        if not name:
+            raise SystemExit(f"{spec!r}: give each run as LABEL=FILE[+clf]")
         clf = name.endswith("+clf")
         path = Path(name.removesuffix("+clf"))
         path = path if path.exists() else RESULTS / path

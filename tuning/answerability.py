@@ -22,10 +22,13 @@ def fit_answerability(rows: Sequence[tuple[Mapping[str, float], bool]], *,
                       already_refused: int = 0, answerable_total: int | None = None,
                       max_false_refusal: float = 0.05, c: float = 1.0,
                       features: Sequence[str] = FEATURES,
-                      record: Mapping[str, Any] | None = None) -> AnswerabilityModel:
+                      record: Mapping[str, Any] | None = None,
+                      weights: Sequence[float] | None = None) -> AnswerabilityModel:
     """`rows`: (features, answerable) of the answered calibration questions. `already_refused`
     answerable questions were refused before the classifier (they count as false refusals).
-    `features`: the ones the model uses (a subset of FEATURES)."""
+    `features`: the ones the model uses (a subset of FEATURES). `weights`: one per row, how much
+    it counts in the fit (e.g. to give a small calibration set of another kind its say); the
+    threshold is still chosen on counts."""
     from sklearn.linear_model import LogisticRegression
 
     labels = [bool(y) for _, y in rows]
@@ -36,7 +39,9 @@ def fit_answerability(rows: Sequence[tuple[Mapping[str, float], bool]], *,
     mean = {f: fmean(x[f] for x, _ in rows) for f in features}
     scale = {f: pstdev([x[f] for x, _ in rows]) or 1.0 for f in features}
     matrix = [[(x[f] - mean[f]) / scale[f] for f in features] for x, _ in rows]
-    clf = LogisticRegression(C=c, max_iter=1000).fit(matrix, labels)
+    if weights is not None and (len(weights) != len(rows) or min(weights, default=1) <= 0):
+        raise TuningError("weights must give one positive number per row")
+    clf = LogisticRegression(C=c, max_iter=1000).fit(matrix, labels, sample_weight=weights)
     draft = AnswerabilityModel(weights=dict(zip(features, map(float, clf.coef_[0]), strict=True)),
                                bias=float(clf.intercept_[0]), mean=mean, scale=scale,
                                threshold=0.0)

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from generation.answerability import DEFAULT_MODEL, FEATURES, AnswerabilityModel, features
+from generation.answerability import (
+    DEFAULT_MODEL,
+    FEATURES,
+    AnswerabilityModel,
+    features,
+    focus_in,
+    head_phrase,
+    names_in,
+    type_mismatch,
+)
 from generation.grounding import REFUSAL, Passage
 from generation.rag import AskConfig, RagAnswerer
 from retrieval.types import Hit
@@ -157,3 +166,57 @@ def test_line_features_come_from_the_answer_stats() -> None:
     assert (feats["line_score"], feats["line_margin"], feats["line_semantic"]) == (2.5, 0.4, 0.7)
     assert 0 < feats["question_in_passages"] <= 1
     assert features("Where?", SHOWN, "x", {})["line_score"] == 0.0
+
+
+@pytest.mark.parametrize(("question", "kind", "focus"), [
+    ("What interest rate does the Authority charge on overdue bills?", "number", ["interest", "rate"]),
+    ("What is the telephone number of the help desk?", "number", ["telephone", "number"]),
+    ("How many people work at the depot?", "number", ["people", "work"]),
+    ("How long should it take to clear?", "number", []),
+    ("How much does a test cost?", "number", []),
+    ("When is the next inspection due?", "date", []),
+    ("In what year was the company founded?", "date", ["year"]),
+    ("Who chairs the committee?", "name", []),
+    ("What is the name of the Finance Director?", "name", ["finance", "director"]),
+    ("What type of music did she sing?", None, ["music"]),
+    ("Where is the depot?", None, []),
+    ("Describe the depot.", None, []),
+])
+def test_head_phrase_tells_what_a_question_asks_for(question: str, kind: str | None,
+                                                    focus: list[str]) -> None:
+    assert head_phrase(question) == (kind, focus)
+
+
+def test_type_mismatch_flags_an_answer_without_what_the_question_asks_for() -> None:
+    assert type_mismatch("What is the telephone number of the desk?", "Help is in the Help tab [1].") == 1.0
+    assert type_mismatch("What is the telephone number of the desk?", "Call 0161 496 0000 [1].") == 0.0
+    assert type_mismatch("How many vans are electric?", "Sixty-one vans are electric [2].") == 0.0
+    assert type_mismatch("When is the next meeting?", "It is held every 15 minutes [1].") == 1.0
+    assert type_mismatch("When is the next meeting?", "The next meeting is on 18 June [1].") == 0.0
+    assert type_mismatch("Who chairs the Board?", "The Board meets every month [1].") == 1.0
+    assert type_mismatch("Who chairs the Board?", "The Board is chaired by Priya Oduya [1].") == 0.0
+    assert type_mismatch("Where is the depot?", "Nowhere [1].") == 0.0  # no expected type
+
+
+def test_names_and_focus_are_looked_for_in_the_cited_passages() -> None:
+    q = "What is the storage capacity of Gorsedene Reservoir?"
+    cited = "Tallowford Reservoir\nTreated water storage capacity 45 ML"
+    assert names_in(q, cited) == 0.5 and names_in(q, "Gorsedene Reservoir holds 3 ML") == 1.0
+    assert names_in("what is it?", "anything") == 1.0  # a question without names
+    assert focus_in(q, cited) == 1.0 and focus_in("What interest rate applies?", cited) == 0.0
+    feats = features("What interest rate does Notre Dame charge?", SHOWN, "Lourdes [1]", {})
+    assert feats["names_in_cited"] == 1.0 and feats["focus_in_cited"] == 0.0
+    assert features("Which grotto in France?", SHOWN, "3 million [2]", {})["names_in_cited"] == 0.0
+
+
+def test_row_weights_give_a_small_set_its_say() -> None:
+    rng = random.Random(1)
+    # a large set where the feature barely matters, and a small one where it decides
+    big = [({"type_mismatch": float(rng.random() < 0.5)}, rng.random() < 0.8) for _ in range(400)]
+    small = [({"type_mismatch": 1.0}, False)] * 20 + [({"type_mismatch": 0.0}, True)] * 20
+    plain = fit_answerability(big + small, features=["type_mismatch"])
+    weighted = fit_answerability(big + small, features=["type_mismatch"],
+                                 weights=[1.0] * 400 + [10.0] * 40)
+    assert weighted.weights["type_mismatch"] < plain.weights["type_mismatch"] < 0.5
+    with pytest.raises(TuningError, match="one positive number per row"):
+        fit_answerability(big, features=["type_mismatch"], weights=[1.0])
