@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import re
+import stat
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -55,19 +56,32 @@ def read_at_most(stream: IO[bytes] | io.BufferedIOBase, limit: int) -> bytes:
 
 
 def iter_members(
-    source: str, file: IO[bytes], limits: ArchiveLimits, wanted: Callable[[str], bool]
+    source: str, file: IO[bytes], limits: ArchiveLimits, wanted: Callable[[str], bool],
+    report_skipped: bool = True,
 ) -> Iterator[tuple[str, bytes] | FileFailure]:
     """Yield `(member source, bytes)` for each member whose name passes `wanted`, or a FileFailure
     for a member that cannot be read. Member sources read "archive.zip/inner/path.md".
 
-    Folders, hidden members ("." or "__MACOSX" path parts) and unwanted names are skipped; a nested
-    .zip yields a FileFailure. Raises DocumentLoadError for a corrupt archive and ArchiveError when
-    the archive breaks a limit or names an unsafe path — the latter before any member is read.
+    Folders and hidden members ("." or "__MACOSX" path parts) are skipped silently; a member whose
+    name is not `wanted` yields a FileFailure saying it was skipped (unless not `report_skipped`), as
+    do a symbolic link and a nested .zip. Raises DocumentLoadError for a corrupt or empty archive,
+    and ArchiveError when the archive breaks a limit or names an unsafe path — the latter before any
+    member is read.
     """
     with _open(source, file) as archive:
         remaining = limits.max_total_bytes
-        for info in _checked_entries(source, archive, limits, wanted):
+        entries = _checked_entries(source, archive, limits)
+        if not entries:
+            raise DocumentLoadError(source, "the archive holds no files")
+        for info in entries:
             member = f"{source}/{_member_name(info)}"
+            if _is_symlink(info):
+                yield FileFailure(member, "a symbolic link: skipped (links are not followed)")
+                continue
+            if not wanted(_member_name(info).split("/")[-1]):
+                if report_skipped:
+                    yield FileFailure(member, "unsupported file type: skipped")
+                continue
             if member.lower().endswith(".zip"):
                 yield FileFailure(member, "nested archives are not supported")
                 continue
@@ -89,10 +103,10 @@ def iter_members(
             yield member, data
 
 
-def count_members(file: IO[bytes], wanted: Callable[[str], bool]) -> int:
+def count_members(file: IO[bytes]) -> int:
     """How many members `iter_members` would yield for this archive, without reading any of them."""
     with zipfile.ZipFile(file) as archive:
-        return sum(1 for info in archive.infolist() if _selected(info, wanted))
+        return sum(1 for info in archive.infolist() if _selected(info))
 
 
 def _open(source: str, file: IO[bytes]) -> zipfile.ZipFile:
@@ -103,7 +117,7 @@ def _open(source: str, file: IO[bytes]) -> zipfile.ZipFile:
 
 
 def _checked_entries(
-    source: str, archive: zipfile.ZipFile, limits: ArchiveLimits, wanted: Callable[[str], bool]
+    source: str, archive: zipfile.ZipFile, limits: ArchiveLimits
 ) -> list[zipfile.ZipInfo]:
     infos = archive.infolist()
     if len(infos) > limits.max_entries:
@@ -125,7 +139,7 @@ def _checked_entries(
             f"archive expands to {declared:,} bytes, more than the limit of "
             f"{limits.max_total_bytes:,} bytes",
         )
-    return [info for info in infos if _selected(info, wanted)]
+    return [info for info in infos if _selected(info)]
 
 
 def _is_unsafe(name: str) -> bool:
@@ -139,13 +153,16 @@ def _member_name(info: zipfile.ZipInfo) -> str:
     return info.filename.replace("\\", "/")
 
 
-def _selected(info: zipfile.ZipInfo, wanted: Callable[[str], bool]) -> bool:
+def _selected(info: zipfile.ZipInfo) -> bool:
+    """A file member that is not operating-system clutter (hidden files, __MACOSX)."""
     if info.is_dir():
         return False
     parts = _member_name(info).split("/")
-    if any(part.startswith(".") or part == "__MACOSX" for part in parts):
-        return False
-    return wanted(parts[-1])
+    return not any(part.startswith(".") or part == "__MACOSX" for part in parts)
+
+
+def _is_symlink(info: zipfile.ZipInfo) -> bool:
+    return info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16)
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int) -> bytes:

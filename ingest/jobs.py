@@ -12,6 +12,7 @@ import queue
 import shutil
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 """
 ACTIVE = ("queued", "running")
+ORPHAN_AGE_S = 3600.0  # an upload folder older than this with no active job was left by a kill
 
 
 @dataclass
@@ -126,14 +128,33 @@ class IngestWorker:
         if self._started:
             return
         self._started = True
-        for job in self.store.active():
+        active = self.store.active()
+        for job in active:
             if (self.uploads / job.id).is_dir():
                 job.state, job.note = "queued", "resumed after a restart"
                 self.store.update(job)
                 self._queue.put(job.id)
             else:
                 self._finish(job, "interrupted", "the server stopped; its uploaded files are gone")
+        self._sweep_orphans({job.id for job in active})
         self._thread.start()
+
+    def _sweep_orphans(self, active: set[str], min_age_s: float = ORPHAN_AGE_S) -> int:
+        """Remove upload folders that no queued or running job owns: left by a kill while an
+        upload was being copied (before its job was recorded). Young ones may belong to an upload
+        in progress in another process, so only folders older than `min_age_s` go."""
+        removed, now = 0, time.time()
+        for path in self.uploads.iterdir():
+            if path.name in active or not path.is_dir():
+                continue
+            try:
+                if now - path.stat().st_mtime < min_age_s:
+                    continue
+            except FileNotFoundError:
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+        return removed
 
     def stop(self) -> None:
         if self._started:
@@ -180,6 +201,12 @@ class IngestWorker:
             return
         job.results = report.summary()
         job.files_done = max(job.files_done, job.files_total)
+        kept = sum(job.results.get(k, 0) for k in ("added", "replaced", "unchanged"))
+        if kept == 0:  # nothing was read: not a success, whatever the reason
+            said = (f"no file could be ingested ({len(job.errors)} failed; see errors)"
+                    if job.errors else "the upload held no documents")
+            self._finish(job, "failed", said)
+            return
         self._finish(job, "succeeded", job.note)
 
     def _finish(self, job: Job, state: str, note: str | None) -> None:

@@ -205,7 +205,8 @@ def _iter_zip(
 
 def _load_zip_strict(name: str, data: bytes, limits: ArchiveLimits) -> list[LoadedDocument]:
     documents: list[LoadedDocument] = []
-    for item in archive.iter_members(name, io.BytesIO(data), limits, _is_supported):
+    for item in archive.iter_members(name, io.BytesIO(data), limits, _is_supported,
+                                     report_skipped=False):
         if isinstance(item, FileFailure):
             raise DocumentLoadError(item.source, item.reason)
         documents.extend(load_bytes(item[0], item[1], archive_limits=limits))
@@ -217,7 +218,7 @@ def _count_file(path: Path) -> int:
         return 1
     try:
         with path.open("rb") as stream:
-            return max(1, archive.count_members(stream, _is_supported))
+            return max(1, archive.count_members(stream))
     except Exception:  # a count is only a hint; iter_documents reports the real problem
         return 1
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import io
+import os
 import time
 import zipfile
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+
+from ingest.jobs import IngestWorker
 
 
 def _wait(client: TestClient, job_id: str, timeout: float = 20) -> dict[str, Any]:
@@ -150,3 +154,27 @@ def test_web_page_is_served(client: TestClient) -> None:
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert "/v1/collections" in r.text and "/ask" in r.text
+
+
+def test_a_job_that_read_nothing_fails_and_says_why(client: TestClient) -> None:
+    assert client.post("/v1/collections", json={"name": "kb"}).status_code == 201
+    job = _wait(client, _upload(client, [("prog.txt", b"\x7fELF\x02\x01" + bytes(64))]).json()["job_id"])
+    assert job["state"] == "failed" and "no file could be ingested" in job["note"]
+    assert "ELF executable" in job["errors"][0]["reason"]
+    mixed = _wait(client, _upload(client, [("ok.txt", b"Valves close slowly."),
+                                           ("bad.txt", b"PK\x03\x04" + bytes(30))]).json()["job_id"])
+    assert mixed["state"] == "succeeded" and [e["source"] for e in mixed["errors"]] == ["bad.txt"]
+
+
+def test_upload_folders_left_by_a_kill_are_swept_at_start(tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    old, young = uploads / "deadbeef", uploads / "fresh"
+    for folder in (old, young):
+        folder.mkdir(parents=True)
+        (folder / "half.pdf").write_bytes(b"%PDF-1.4 half")
+    hour_ago = time.time() - 7200
+    os.utime(old, (hour_ago, hour_ago))
+    worker = IngestWorker(tmp_path, runner=lambda *_: None)  # type: ignore[arg-type,return-value]
+    worker.start()
+    worker.stop()
+    assert not old.exists() and young.exists()  # a young folder may be an upload in progress

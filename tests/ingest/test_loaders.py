@@ -7,7 +7,9 @@ import io
 import json
 import random
 import re
+import stat
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -209,8 +211,29 @@ def test_zip_members_are_loaded_with_archive_sources() -> None:
     )
     items = list(iter_bytes("a.zip", data))
     assert [doc.source for doc in documents(items)] == ["a.zip/x.md", "a.zip/inner/y.txt"]
-    assert failures(items) == []
+    assert [(f.source, f.reason) for f in failures(items)] == [
+        ("a.zip/skip.png", "unsupported file type: skipped")]  # reported, not dropped silently
     assert [doc.source for doc in load_bytes("a.zip", data)] == ["a.zip/x.md", "a.zip/inner/y.txt"]
+
+
+def test_a_symlink_member_is_reported_not_read_as_text() -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        link = zipfile.ZipInfo("passwd.txt")
+        link.create_system = 3
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+        zf.writestr("ok.txt", "fine text")
+    items = list(iter_bytes("l.zip", buf.getvalue()))
+    assert [doc.source for doc in documents(items)] == ["l.zip/ok.txt"]
+    assert [(f.source, f.reason) for f in failures(items)] == [
+        ("l.zip/passwd.txt", "a symbolic link: skipped (links are not followed)")]
+
+
+def test_an_empty_archive_fails_with_a_reason() -> None:
+    items = list(iter_bytes("e.zip", make_zip({"docs/": b"", ".hidden": b"x"})))
+    assert [(f.source, f.reason) for f in failures(items)] == [
+        ("e.zip", "the archive holds no files")]
 
 
 def test_zip_bad_member_does_not_stop_the_others() -> None:
