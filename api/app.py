@@ -14,6 +14,7 @@ from . import errors
 from .auth import AuthGuard
 from .guard import BrowserGuard
 from .keys import KeyStore
+from .limits import BodyLimit
 from .routers import (
     adapters,
     ask,
@@ -49,12 +50,14 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan,
                   description="Grounded answers with citations from your documents.")
+    # the last added runs first: Host/Origin guard, CORS (so preflights need no key), keys, body
+    app.add_middleware(BodyLimit, max_bytes=policy.max_request_bytes,
+                       timeout_s=policy.body_timeout_s)
+    app.add_middleware(AuthGuard, store=KeyStore.in_data_dir(policy.data_dir),
+                       audit=policy.data_dir / "audit.log", per_minute=policy.rate_limit_per_minute)
     if policy.guard_origins:
         app.add_middleware(CORSMiddleware, allow_origins=sorted(policy.guard_origins),
                            allow_methods=["*"], allow_headers=["*"])
-    app.add_middleware(AuthGuard, store=KeyStore.in_data_dir(policy.data_dir),
-                       audit=policy.data_dir / "audit.log", per_minute=policy.rate_limit_per_minute)
-    # added last, so it runs first: nothing reaches a route (or CORS) past a refused Host/Origin
     app.add_middleware(BrowserGuard, hosts=policy.guard_hosts, origins=policy.guard_origins)
     errors.install(app)
     for module in (collections, documents, jobs, search, ask, openai_compat, evals, tuning, classifiers,

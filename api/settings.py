@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     search_mode: Literal["hybrid", "dense", "keyword"] = Field(
         "hybrid", description="default ranking: hybrid (BM25 + dense, rank fusion), dense, keyword")
     max_upload_mb: float = Field(50.0, gt=0, description="largest accepted file in an upload")
+    max_request_mb: float = Field(100.0, gt=0, description="largest request body (all files of an "
+                                  "upload together); refused while it arrives")
+    body_timeout_s: float = Field(60.0, gt=0, description="a request body that sends nothing for "
+                                  "this long gets 408")
     max_files_per_upload: int = Field(1000, ge=1, description="files in one upload request")
     zip_max_entries: int = Field(10_000, ge=1, description="most entries read from one .zip")
     zip_max_mb: float = Field(1000.0, gt=0, description="most uncompressed bytes from one .zip")
@@ -91,6 +95,10 @@ class Settings(BaseSettings):
     @property
     def guard_origins(self) -> frozenset[str]:
         return frozenset(o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip())
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 1024 * 1024)
 
     @property
     def max_upload_bytes(self) -> int:

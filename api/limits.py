@@ -1,0 +1,87 @@
+"""Request bodies within bounds: a size cap per request, enforced while the body arrives, and a
+timeout for a body that stalls.
+
+A body announced (Content-Length) over RAGTUNE_MAX_REQUEST_MB is refused with 413 before a byte of
+it is read; a chunked one is counted as it arrives and refused once it passes the cap. A body that
+sends nothing for RAGTUNE_BODY_TIMEOUT_S seconds gets 408. Either way the route never sees the
+rest, and what it spooled is cleaned up by the route's own error path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        declared = headers.get("content-length", "").strip()
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await _reply(send, 413, "too_large", self._too_large(int(declared)))
+            return
+        problem: list[tuple[int, str, str]] = []
+        started = False
+        seen = 0
+
+        async def bounded_receive() -> dict[str, Any]:
+            nonlocal seen
+            if problem:
+                return {"type": "http.disconnect"}
+            try:
+                message = await asyncio.wait_for(receive(), timeout=self.timeout_s)
+            except TimeoutError:
+                problem.append((408, "timeout", f"the request body stalled for {self.timeout_s:g} s "
+                                                "(RAGTUNE_BODY_TIMEOUT_S)"))
+                return {"type": "http.disconnect"}
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    problem.append((413, "too_large", self._too_large(seen, so_far=True)))
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if problem:
+                return  # the route's answer to a body it never got is replaced below
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, guarded_send)
+        except Exception:
+            if not problem:
+                raise
+        if problem and not started:
+            await _reply(send, *problem[0])
+
+    def _too_large(self, size: int, so_far: bool = False) -> str:
+        mb = self.max_bytes / (1024 * 1024)
+        return (f"the request body ({size:,} bytes{' so far' if so_far else ''}) is over the "
+                f"{mb:g} MB limit per request (RAGTUNE_MAX_REQUEST_MB); send fewer or smaller "
+                "files per request")
+
+
+async def _reply(send: Send, status: int, error: str, detail: str) -> None:
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
