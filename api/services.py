@@ -18,6 +18,7 @@ from typing import Any
 from generation.adapters import BASE, PACKAGED_ADAPTERS
 from generation.answerability import DEFAULT_MODEL as DEFAULT_ANSWERABILITY
 from generation.answerability import AnswerabilityModel
+from generation.errors import GenerationError
 from generation.eval_runs import EvalStore
 from generation.generator import AdapterHost, Generator, Messages, SamplingConfig
 from generation.grounding import Example
@@ -213,6 +214,7 @@ class Services:
             return record
 
     def _check_servable(self, name: str) -> AdapterRecord:
+        self.adapters.get(name)  # AdapterNotFound before the base is read
         record = self.adapters.check_compatible(name, self.generator_path(), self._base_tokenizer())
         if record.method not in ("lora", "qlora"):
             raise TuningError(f"adapter {name!r} is {record.method}; only LoRA adapters can be "
@@ -227,7 +229,12 @@ class Services:
         if self._tokenizer is None:
             from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self.generator_path())
+            path = self.generator_path()
+            try:
+                self._tokenizer = AutoTokenizer.from_pretrained(path)
+            except OSError as exc:  # no such directory, and no hub to fetch it from
+                raise GenerationError(f"cannot read the generator's tokenizer from {path!r}: "
+                                      f"{exc}") from exc
         return self._tokenizer
 
     def loaded_adapters(self) -> tuple[str, ...]:
