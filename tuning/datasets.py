@@ -42,6 +42,7 @@ class Sample:
     text: str | None = None
 
 
+MAX_EXAMPLE_CHARS = 100_000  # about 25k tokens: far past any context ragtune trains with
 DEEP = "nested too deeply (JSON deeper than Python can read)"
 
 def dataset_hash(path: str | Path) -> str:
@@ -190,6 +191,15 @@ def to_sample(record: Any, fmt: str, line: int, text_column: str = "text") -> Sa
     """Check one record of format `fmt` and normalise it (alpaca: user = instruction + input)."""
     if not isinstance(record, dict):
         raise DatasetError(f"must be an object with named fields, not {type(record).__name__}", line)
+    sample = _to_sample(record, fmt, line, text_column)
+    size = len(sample.text or "") + sum(len(m["content"]) for m in sample.messages or ())
+    if size > MAX_EXAMPLE_CHARS:
+        raise DatasetError(f"the example is {size:,} characters; the limit is {MAX_EXAMPLE_CHARS:,} "
+                           "(a training example is truncated to the model's context anyway)", line)
+    return sample
+
+
+def _to_sample(record: dict[str, Any], fmt: str, line: int, text_column: str) -> Sample:
     if fmt == "text":
         return Sample(line, text=_text(record, text_column, line))
     if fmt == "chat":

@@ -136,3 +136,13 @@ def test_a_valid_csv_is_stored_with_its_format(tmp_path: Path, header: str, fmt:
     path = write(tmp_path, "d.csv", f"{header}\n{row}\n{row}\n")
     record = DatasetStore(tmp_path / "store").add(path)
     assert (record.format, record.records) == (fmt, 2)
+
+
+def test_an_oversized_example_is_refused_with_its_line(tmp_path: Path) -> None:
+    from tuning.datasets import MAX_EXAMPLE_CHARS
+
+    path = jsonl(tmp_path, [{"prompt": "p", "completion": "c"},
+                            {"prompt": "x" * (MAX_EXAMPLE_CHARS + 1), "completion": "c"}])
+    assert problems(path) == [f"line 2: the example is {MAX_EXAMPLE_CHARS + 2:,} characters; the "
+                              f"limit is {MAX_EXAMPLE_CHARS:,} (a training example is truncated to "
+                              "the model's context anyway)"]
