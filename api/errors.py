@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -81,19 +83,30 @@ def _body(status: int, error: str, message: str, **extra: object) -> JSONRespons
     return JSONResponse(status_code=status, content={"error": error, "detail": message, **extra})
 
 
+def relative(request: Request, message: str) -> str:
+    """`message` with the data dir's absolute path taken out: paths read relative to it."""
+    services = getattr(request.app.state, "services", None)
+    root = getattr(getattr(services, "settings", None), "data_dir", None)
+    if root is None:
+        return message
+    for prefix in {str(Path(root).resolve()), str(Path(root).absolute()), str(root)}:
+        message = message.replace(prefix + "/", "")
+    return message
+
+
 def install(app: FastAPI) -> None:
     for exc_type, status, name in STATUS:
-        def handler(_: Request, exc: Exception, status: int = status,
+        def handler(request: Request, exc: Exception, status: int = status,
                     name: str = name) -> JSONResponse:
-            return _body(status, name, str(exc))
+            return _body(status, name, relative(request, str(exc)))
 
         app.add_exception_handler(exc_type, handler)
 
     @app.exception_handler(DatasetError)
-    def _dataset(_: Request, exc: DatasetError) -> JSONResponse:
+    def _dataset(request: Request, exc: DatasetError) -> JSONResponse:
         problems = [{"line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
-        return _body(422, "invalid_dataset", str(exc), line=exc.line, field=exc.field,
-                     problems=problems)
+        return _body(422, "invalid_dataset", relative(request, str(exc)), line=exc.line,
+                     field=exc.field, problems=problems)
 
     @app.exception_handler(RequestValidationError)
     def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

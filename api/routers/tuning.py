@@ -60,12 +60,17 @@ class JobCreate(BaseModel):
     promote_if_better: bool = False
 
 
-def job_out(job: TuningJob) -> dict[str, Any]:
+def job_out(job: TuningJob, data_dir: Path) -> dict[str, Any]:
+    """The job as the API shows it: paths inside the data dir read relative to it."""
     out = job.to_json()
     out["job_id"] = out.pop("id")
     out["progress"] = round(job.step / job.total_steps, 4) if job.total_steps else 0.0
     out["resumable"] = job.resumable
-    return out
+    text = json.dumps(out)
+    for prefix in {str(data_dir.resolve()), str(data_dir.absolute())}:
+        text = text.replace(json.dumps(prefix + "/")[1:-1], "")
+    result: dict[str, Any] = json.loads(text)
+    return result
 
 
 def _store_upload(services: Any, upload: UploadFile, kind: str, **options: Any) -> DatasetRecord:
@@ -193,22 +198,22 @@ async def create_job(services: ServicesDep, request: Request) -> dict[str, Any]:
     job = await run_in_threadpool(
         lambda: services.tuning.submit(spec_of(req, services), services.classifier_names()))
     services.tuning_runner.wake()
-    return job_out(job)
+    return job_out(job, services.settings.data_dir)
 
 
 @router.get("/jobs")
 def list_jobs(services: ServicesDep) -> list[dict[str, Any]]:
-    return [job_out(j) for j in services.tuning.store.list()]
+    return [job_out(j, services.settings.data_dir) for j in services.tuning.store.list()]
 
 
 @router.get("/jobs/{job_id}")
 def get_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
-    return job_out(services.tuning.store.get(job_id))
+    return job_out(services.tuning.store.get(job_id), services.settings.data_dir)
 
 
 @router.post("/jobs/{job_id}/cancel")
 def cancel_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
-    return job_out(services.tuning.store.cancel(job_id))
+    return job_out(services.tuning.store.cancel(job_id), services.settings.data_dir)
 
 
 @router.post("/jobs/{job_id}/resume")
@@ -216,7 +221,7 @@ def resume_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
     """Queue a failed, cancelled or interrupted job again; it continues from its last checkpoint."""
     job = services.tuning.store.requeue(job_id)
     services.tuning_runner.wake()
-    return job_out(job)
+    return job_out(job, services.settings.data_dir)
 
 
 @router.get("/jobs/{job_id}/logs")
@@ -235,9 +240,9 @@ def job_logs(job_id: str, services: ServicesDep, follow: bool = True) -> Streami
                 yield sse.event("log", {"source": source, "line": line})
             if current.updated_at != seen:
                 seen = current.updated_at
-                yield sse.event("progress", job_out(current))
+                yield sse.event("progress", job_out(current, services.settings.data_dir))
             if current.finished or not follow:
-                yield sse.event("end", job_out(current))
+                yield sse.event("end", job_out(current, services.settings.data_dir))
                 return
             time.sleep(LOG_POLL_S)
             current = desk.store.get(job_id)

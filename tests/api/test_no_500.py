@@ -100,3 +100,17 @@ def test_an_unexpected_error_is_still_json(client: TestClient, monkeypatch: pyte
     assert response.status_code == 500
     assert response.json()["error"] == "internal" and "RuntimeError" in response.json()["detail"]
     assert "disk on fire" not in response.text  # internals stay in the log
+
+
+def test_error_bodies_show_paths_relative_to_the_data_dir(client: TestClient,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    services = client.app.state.services  # type: ignore[attr-defined]
+    root = services.settings.data_dir
+
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError(f"{root.resolve()}/collections/kb/index.faiss is damaged")
+
+    monkeypatch.setattr(services, "search", broken)
+    response = client.post("/v1/collections/kb/search", json={"query": "x"})
+    assert response.status_code == 422
+    assert response.json()["detail"] == "collections/kb/index.faiss is damaged"
