@@ -339,7 +339,9 @@ class Services:
     def _run_job(self, job: Job, folder: Path,
                  on_result: Callable[[FileResult], None]) -> IngestReport:
         paths = [folder / f for f in job.files]
-        return self.ingest_paths(job.collection, paths, job.metadata, on_result)
+        report = self.ingest_paths(job.collection, paths, job.metadata, on_result)
+        self.collection(job.collection).settle_keyword_index()  # searchable once it says succeeded
+        return report
 
     def search(self, name: str, query: str, k: int, flt: SearchFilter | None = None,
                mode: str | None = None) -> list[Hit]:

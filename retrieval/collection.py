@@ -222,11 +222,19 @@ class Collection:
         sims = np.asarray(queries, dtype=np.float32) @ np.stack([vecs[i] for i in order]).T
         return [dict(zip(order, map(float, row), strict=True)) for row in sims]
 
-    def _keyword_index(self) -> BM25Index:
+    def settle_keyword_index(self) -> None:
+        """Rebuild the BM25 index now if the docstore changed: called when an ingest finishes, so
+        what it added is searchable by keyword as soon as it says it succeeded."""
+        with self._lock:
+            self._refresh_if_changed()
+            self._keyword_index(force=True)
+
+    def _keyword_index(self, force: bool = False) -> BM25Index:
         """The BM25 index, rebuilt when the docstore changed (at most every few seconds while
         writes keep coming, so a long ingest does not rebuild it on every search)."""
-        stale = self._bm25 is None or (self._bm25_revision != self._revision and
-                                       time.monotonic() - self._bm25_built > BM25_REBUILD_S)
+        changed = self._bm25_revision != self._revision
+        stale = self._bm25 is None or (changed and (
+            force or time.monotonic() - self._bm25_built > BM25_REBUILD_S))
         if stale:
             ids, texts = self.docstore.chunk_texts()
             index = BM25Index()

@@ -178,3 +178,14 @@ def test_upload_folders_left_by_a_kill_are_swept_at_start(tmp_path: Path) -> Non
     worker.start()
     worker.stop()
     assert not old.exists() and young.exists()  # a young folder may be an upload in progress
+
+
+def test_a_document_is_found_by_keyword_as_soon_as_its_job_succeeded(client: TestClient) -> None:
+    assert client.post("/v1/collections", json={"name": "kb"}).status_code == 201
+    _wait(client, _upload(client, [("a.txt", b"Pumps move water uphill.")]).json()["job_id"])
+    query = {"query": "zeolite", "k": 3, "mode": "keyword"}
+    assert client.post("/v1/collections/kb/search", json=query).json()["hits"] == []  # builds BM25
+    job = _wait(client, _upload(client, [("b.txt", b"Zeolite beds soften the water.")]).json()["job_id"])
+    assert job["state"] == "succeeded"
+    hits = client.post("/v1/collections/kb/search", json=query).json()["hits"]
+    assert [h["source"] for h in hits] == ["b.txt"]  # within BM25's rebuild throttle, not after it
