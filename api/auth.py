@@ -16,17 +16,12 @@ import json
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .asgi import ASGIApp, Receive, Scope, Send, headers_of, json_reply
 from .keys import ApiKey, KeyStore
-
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 PUBLIC = re.compile(r"/(healthz|docs|redoc|openapi\.json|favicon\.ico)?\Z")
 _COLLECTION = re.compile(r"/v1/collections/([^/]+)(/.*)?\Z")
@@ -107,12 +102,11 @@ class AuthGuard:
         if need is None:
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        presented = presented_key(headers)
+        presented = presented_key(headers_of(scope))
         key = self.store.check(presented) if presented else None
         if key is None:
             said = "no API key" if not presented else "an invalid or revoked API key"
-            await _reply(send, 401, "unauthorized",
+            await json_reply(send, 401, "unauthorized",
                          f"{said}: send `Authorization: Bearer KEY` or `X-API-Key: KEY` "
                          "(`ragtune keys create`)", [(b"www-authenticate", b"Bearer")])
             return
@@ -121,13 +115,13 @@ class AuthGuard:
             collection == "" and key.collections is not None)
         if not allowed:
             where = f" on collection {collection!r}" if collection else ""
-            await _reply(send, 403, "forbidden",
+            await json_reply(send, 403, "forbidden",
                          f"key {key.name!r} ({key.scope}) may not {method} {path}: it needs "
                          f"{scope_needed}{where}")
             return
         wait = self.limiter.retry_after(key.id)
         if wait:
-            await _reply(send, 429, "rate_limited",
+            await json_reply(send, 429, "rate_limited",
                          f"key {key.name!r} is over {self.limiter.per_minute} requests a minute; "
                          f"retry in {wait} s", [(b"retry-after", str(wait).encode())])
             return
@@ -148,12 +142,3 @@ class AuthGuard:
                            "method": method, "path": path, "status": status})
         with self._lock, self.audit.open("a", encoding="utf-8") as fh:
             fh.write(line + "\n")
-
-
-async def _reply(send: Send, status: int, error: str, detail: str,
-                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"error": error, "detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), *(extra or [])]})
-    await send({"type": "http.response.body", "body": body})

@@ -17,14 +17,9 @@ Clients that are not browsers (curl, the OpenAI SDK, `ragtune`) send no `Origin`
 from __future__ import annotations
 
 import ipaddress
-import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from .asgi import ASGIApp, Receive, Scope, Send, headers_of, json_reply
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -94,16 +89,9 @@ class BrowserGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
-        refused = check(scope["method"], headers, scope.get("scheme", "http"), self.hosts,
-                        self.origins)
+        refused = check(scope["method"], headers_of(scope), scope.get("scheme", "http"),
+                        self.hosts, self.origins)
         if refused is None:
             await self.app(scope, receive, send)
             return
-        status, error, detail = refused
-        body = json.dumps({"error": error, "detail": detail}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await json_reply(send, *refused)

@@ -10,14 +10,11 @@ rest, and what it spooled is cleaned up by the route's own error path.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from .asgi import ASGIApp, Receive, Scope, Send, headers_of, json_reply
+
+CLOSE = [(b"connection", b"close")]  # the rest of the body is not read: end the connection
 
 
 class BodyLimit:
@@ -30,10 +27,10 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = headers_of(scope)
         declared = headers.get("content-length", "").strip()
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await _reply(send, 413, "too_large", self._too_large(int(declared)))
+            await json_reply(send, 413, "too_large", self._too_large(int(declared)), CLOSE)
             return
         problem: list[tuple[int, str, str]] = []
         started = False
@@ -69,19 +66,10 @@ class BodyLimit:
             if not problem:
                 raise
         if problem and not started:
-            await _reply(send, *problem[0])
+            await json_reply(send, *problem[0], CLOSE)
 
     def _too_large(self, size: int, so_far: bool = False) -> str:
         mb = self.max_bytes / (1024 * 1024)
         return (f"the request body ({size:,} bytes{' so far' if so_far else ''}) is over the "
                 f"{mb:g} MB limit per request (RAGTUNE_MAX_REQUEST_MB); send fewer or smaller "
                 "files per request")
-
-
-async def _reply(send: Send, status: int, error: str, detail: str) -> None:
-    body = json.dumps({"error": error, "detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
