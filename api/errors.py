@@ -83,15 +83,18 @@ def _body(status: int, error: str, message: str, **extra: object) -> JSONRespons
     return JSONResponse(status_code=status, content={"error": error, "detail": message, **extra})
 
 
+def without_data_dir(text: str, root: Path) -> str:
+    """`text` with the data dir's path taken out, so paths inside it read relative to it."""
+    for prefix in {str(root.resolve()), str(root.absolute()), str(root)}:
+        text = text.replace(prefix + "/", "")
+    return text
+
+
 def relative(request: Request, message: str) -> str:
-    """`message` with the data dir's absolute path taken out: paths read relative to it."""
+    """An error message as the API shows it (`without_data_dir`)."""
     services = getattr(request.app.state, "services", None)
     root = getattr(getattr(services, "settings", None), "data_dir", None)
-    if root is None:
-        return message
-    for prefix in {str(Path(root).resolve()), str(Path(root).absolute()), str(root)}:
-        message = message.replace(prefix + "/", "")
-    return message
+    return message if root is None else without_data_dir(message, Path(root))
 
 
 def install(app: FastAPI) -> None:

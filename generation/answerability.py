@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .grounding import LINE, Passage, stems
+from .grounding import LINE, MARKER, Passage, stems
 from .lines import first_piece
 
 FEATURES = ("best_score", "question_coverage", "answer_line_coverage", "refusal_margin",
@@ -53,7 +53,6 @@ _DATE_WORDS = frozenset("january february march april may june july august septe
                         "november december monday tuesday wednesday thursday friday saturday "
                         "sunday spring summer autumn fall winter century centuries decade "
                         "bc ad bce ce".split())
-_MARKERS = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
 def _words(text: str) -> list[str]:
@@ -118,7 +117,7 @@ def type_mismatch(question: str, answer: str) -> float:
     kind, _ = head_phrase(question)
     if kind is None:
         return 0.0
-    text = _MARKERS.sub(" ", answer)
+    text = MARKER.sub(" ", answer)
     words = _words(text)
     lower = [w.lower() for w in words]
     if kind == "number":
@@ -165,7 +164,7 @@ def focus_in(question: str, text: str) -> float:
 
 def cited_text(answer: str, shown: Sequence[Passage]) -> str:
     """The text (with source names) of the passages the answer cites; all of them if none."""
-    cited = {int(n) for m in _MARKERS.findall(answer) for n in m.split(",")}
+    cited = {int(n) for m in MARKER.findall(answer) for n in m.split(",")}
     chosen = [p for p in shown if p.n in cited] or list(shown)
     return "\n".join(f"{p.source}\n{p.text}" for p in chosen)
 

@@ -25,7 +25,7 @@ COT_SUFFIX = (
 )
 
 Messages = list[dict[str, str]]
-_MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")  # [n] or [n, m] citation markers
 _WORD = re.compile(r"[A-Za-z0-9£$€%./:-]+")
 _STOP = frozenset(
     "a an the of to in on at for and or is are was were be been by with from as that this it its "
@@ -126,7 +126,7 @@ def extract_citations(answer: str, passages: Sequence[Passage]) -> tuple[str, li
             cited.setdefault(n, by_n[n])
         return f"[{', '.join(map(str, valid))}]" if valid else ""
 
-    cleaned = _MARKER.sub(keep_valid, answer)
+    cleaned = MARKER.sub(keep_valid, answer)
     cleaned = re.sub(r"[ \t]+([.,;:])", r"\1", re.sub(r"[ \t]{2,}", " ", cleaned)).strip()
     return cleaned, [cited[n] for n in sorted(cited)]
 
@@ -140,7 +140,7 @@ def is_refusal(answer: str) -> bool:
 
 
 def content_words(text: str) -> list[str]:
-    words = (w.strip(".:/-").lower() for w in _WORD.findall(_MARKER.sub(" ", text)))
+    words = (w.strip(".:/-").lower() for w in _WORD.findall(MARKER.sub(" ", text)))
     return [w for w in words if w and w not in _STOP]
 
 
@@ -161,7 +161,7 @@ def recite(answer: str, passages: Sequence[Passage]) -> str:
 
     texts = {p.n: norm(p.text) for p in passages}
     out, last = [], 0
-    for match in _MARKER.finditer(answer):
+    for match in MARKER.finditer(answer):
         piece = norm(re.split(r",\s|;|\band\b", answer[last:match.start()])[-1].strip(" ."))
         nums = [int(x) for x in match.group(1).split(",")]
         if piece and not any(piece in texts.get(n, "") for n in nums):
@@ -183,7 +183,7 @@ _NAME = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][A-Za-z]+")
 def unsupported_facts(answer: str, passages: Sequence[Passage]) -> list[str]:
     """Numbers and capitalised names in `answer` that none of `passages` contains: a misread
     figure or an invented name, which no share of supported words can make grounded."""
-    text = _MARKER.sub(" ", answer)
+    text = MARKER.sub(" ", answer)
     source = " ".join(p.text for p in passages)
     numbers = set(_NUMBER.findall(source))
     lowered = source.lower()
@@ -205,7 +205,7 @@ def attribute(answer: str, passages: Sequence[Passage], min_support: float = 0.6
         return answer
     out = []
     for sentence in _SENTENCE.split(answer.strip()):
-        if _MARKER.search(sentence) or not content_words(sentence):
+        if MARKER.search(sentence) or not content_words(sentence):
             out.append(sentence)
             continue
         best = max(passages, key=lambda p: support_score(sentence, [p]))

@@ -76,15 +76,13 @@ def load_bytes(
         return _load_zip_strict(name, data, archive_limits)
     if ext == ".jsonl.gz":
         return archive.load_jsonl(name, archive.gunzip(name, data, archive_limits.max_total_bytes))
-    if ext == ".jsonl":
-        if what := sniff_binary(data):
-            raise DocumentLoadError(name, f"the content is {what}, not text: not indexed")
-        return archive.load_jsonl(name, data)
     reader = _READERS.get(ext)
-    if reader is None:
+    if reader is None and ext != ".jsonl":
         raise UnsupportedFileType(name, SUPPORTED_EXTENSIONS)
     if ext != ".pdf" and (what := sniff_binary(data)):
         raise DocumentLoadError(name, f"the content is {what}, not text: not indexed")
+    if reader is None:
+        return archive.load_jsonl(name, data)
     return [reader(name, data)]
 
 

@@ -22,7 +22,7 @@ from tuning.service import JOB_METHODS, default_method, gate_spec
 
 from .. import sse
 from ..deps import ServicesDep
-from ..errors import BadRequest
+from ..errors import BadRequest, without_data_dir
 from ..uploads import copy_bounded, upload_name
 
 router = APIRouter(prefix="/v1/tuning", tags=["tuning"])
@@ -66,11 +66,18 @@ def job_out(job: TuningJob, data_dir: Path) -> dict[str, Any]:
     out["job_id"] = out.pop("id")
     out["progress"] = round(job.step / job.total_steps, 4) if job.total_steps else 0.0
     out["resumable"] = job.resumable
-    text = json.dumps(out)
-    for prefix in {str(data_dir.resolve()), str(data_dir.absolute())}:
-        text = text.replace(json.dumps(prefix + "/")[1:-1], "")
-    result: dict[str, Any] = json.loads(text)
-    return result
+    return _relative(out, data_dir)
+
+
+def _relative(value: Any, root: Path) -> Any:
+    """Every string in a JSON-like value with the data dir taken out (api.errors.without_data_dir)."""
+    if isinstance(value, str):
+        return without_data_dir(value, root)
+    if isinstance(value, dict):
+        return {k: _relative(v, root) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_relative(v, root) for v in value]
+    return value
 
 
 def _store_upload(services: Any, upload: UploadFile, kind: str, **options: Any) -> DatasetRecord:
