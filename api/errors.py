@@ -9,14 +9,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from generation.errors import GenerationError, ModelImportError, ModelNotFound, PromptTooLong
+from generation.errors import (
+    GenerationError,
+    InvalidRequest,
+    ModelImportError,
+    ModelNotFound,
+    PromptTooLong,
+)
 from ingest.errors import IngestError, UnsupportedFileType
 from retrieval.errors import (
     CollectionExists,
     CollectionNotFound,
     DocumentNotFound,
     EmbedderMismatch,
+    InvalidCollectionConfig,
     InvalidName,
+    InvalidSearch,
 )
 from tuning.errors import (
     AdapterInUse,
@@ -26,6 +34,7 @@ from tuning.errors import (
     ClassifierNotFound,
     DatasetError,
     DatasetNotFound,
+    InvalidConfig,
     JobNotFound,
     JobStateError,
     TuningError,
@@ -69,6 +78,10 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (UploadTooLarge, 413, "too_large"),
     (UnsupportedFileType, 415, "unsupported_type"),
     (InvalidName, 422, "invalid"),
+    (InvalidSearch, 422, "invalid"),
+    (InvalidCollectionConfig, 422, "invalid"),
+    (InvalidConfig, 422, "invalid"),
+    (InvalidRequest, 422, "invalid"),
     (BadRequest, 422, "invalid"),
     (IngestError, 422, "ingest_error"),
     (PromptTooLong, 422, "prompt_too_long"),

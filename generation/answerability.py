@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ModelFileError
 from .grounding import LINE, MARKER, Passage, stems
 from .lines import first_piece
 
@@ -215,15 +216,15 @@ class AnswerabilityModel:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.weights) - set(FEATURES))
         if unknown or not self.weights:
-            raise ValueError(f"answerability model has unknown features {unknown} (known: "
-                             f"{', '.join(FEATURES)}); refit it")
+            raise ModelFileError(f"answerability model has unknown features {unknown} (known: "
+                                 f"{', '.join(FEATURES)}); refit it")
         missing = [f for f in self.weights if f not in self.mean or f not in self.scale]
         if missing:
-            raise ValueError(f"answerability model lacks a mean or scale for {missing}; refit it")
+            raise ModelFileError(f"answerability model lacks a mean or scale for {missing}; refit it")
         if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold {self.threshold!r} must be in [0, 1]")
+            raise ModelFileError(f"threshold {self.threshold!r} must be in [0, 1]")
         if any(self.scale[f] <= 0 for f in self.weights):
-            raise ValueError("every feature scale must be positive")
+            raise ModelFileError("every feature scale must be positive")
 
     def score(self, feats: Mapping[str, float]) -> float:
         z = self.bias + sum(w * (feats[f] - self.mean[f]) / self.scale[f]
@@ -253,4 +254,4 @@ class AnswerabilityModel:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
             return cls(**data)
         except (OSError, json.JSONDecodeError, TypeError) as exc:
-            raise ValueError(f"cannot read the answerability model {path}: {exc}") from exc
+            raise ModelFileError(f"cannot read the answerability model {path}: {exc}") from exc

@@ -7,12 +7,24 @@ class GenerationError(Exception):
     """Base class for generation failures (loading, quantisation, the generate call itself)."""
 
 
+class InvalidRequest(GenerationError, ValueError):
+    """Messages, sampling or answer options a person chose that cannot work (a 422, not a bug).
+
+    Also a ValueError, so callers that catch ValueError for bad arguments keep working."""
+
+
 class ModelNotFound(GenerationError):
     """A model name, directory or hub id that is not available locally."""
 
 
 class ModelImportError(GenerationError):
     """A GGUF (or other source) file that could not be turned into a model directory."""
+
+
+class ModelFileError(GenerationError, ValueError):
+    """A model file the settings point to (the answerability classifier) that cannot be read or
+    does not hold together: the operator's to fix or refit. Not the client's mistake, so a request
+    it stops is answered as the generator being unavailable, not as a 422."""
 
 
 class PromptTooLong(GenerationError):

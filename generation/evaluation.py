@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from .errors import InvalidRequest
 from .rag import Answer
 
 MATCH_RULES = ("any", "all", "none")
@@ -43,13 +44,13 @@ def load_questions(path: Path) -> list[GoldQuestion]:
 def parse_question(rec: dict[str, Any], where: str) -> GoldQuestion:
     for key in ("question", "answerable"):
         if key not in rec:
-            raise ValueError(f"{where}: missing field {key!r}")
+            raise InvalidRequest(f"{where}: missing field {key!r}")
     match = rec.get("match", "any" if rec["answerable"] else "none")
     if match not in MATCH_RULES:
-        raise ValueError(f"{where}: match {match!r} must be one of {MATCH_RULES}")
+        raise InvalidRequest(f"{where}: match {match!r} must be one of {MATCH_RULES}")
     answers = tuple(rec.get("answers") or ())
     if rec["answerable"] and not answers:
-        raise ValueError(f"{where}: an answerable question needs accepted 'answers'")
+        raise InvalidRequest(f"{where}: an answerable question needs accepted 'answers'")
     return GoldQuestion(id=str(rec.get("id", where)), question=rec["question"], answers=answers,
                         match=match, answerable=bool(rec["answerable"]), doc=rec.get("doc"),
                         type=rec.get("type", ""))
@@ -131,7 +132,7 @@ def calibrate_threshold(answerable: list[float], unanswerable: list[float],
     """The retrieval-score threshold that refuses the most unanswerable questions while refusing
     at most `max_false_refusal` of the answerable ones (scores are each question's best passage)."""
     if not answerable or not unanswerable:
-        raise ValueError("calibration needs both answerable and unanswerable questions")
+        raise InvalidRequest("calibration needs both answerable and unanswerable questions")
     best = (min(answerable) - 1e-6, 0.0, 0.0)
     for t in sorted(set(answerable) | set(unanswerable)):
         false_refusal = fmean(s < t for s in answerable)

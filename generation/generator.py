@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from . import adapters as peft_adapters
-from .errors import GenerationError, PromptTooLong
+from .errors import GenerationError, InvalidRequest, PromptTooLong
 from .loading import LoadedModel
 from .spans import SpanConstraint
 
@@ -53,11 +53,11 @@ class SamplingConfig:
         if not 1.0 <= self.repetition_penalty <= 2.0:
             raise ValueError(f"repetition_penalty {self.repetition_penalty!r} must be in 1..2")
         if not 1 <= self.max_new_tokens <= 4096:
-            raise ValueError(f"max_new_tokens {self.max_new_tokens!r} must be in 1..4096")
+            raise InvalidRequest(f"max_new_tokens {self.max_new_tokens!r} must be in 1..4096")
         if not 0.0 <= self.temperature <= 2.0:
-            raise ValueError(f"temperature {self.temperature!r} must be in 0..2 (0 = greedy)")
+            raise InvalidRequest(f"temperature {self.temperature!r} must be in 0..2 (0 = greedy)")
         if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p {self.top_p!r} must be in (0, 1]")
+            raise InvalidRequest(f"top_p {self.top_p!r} must be in (0, 1]")
         if isinstance(self.stop, str) or not all(isinstance(s, str) and s for s in self.stop):
             raise ValueError(f"stop {self.stop!r} must be a tuple of non-empty strings")
 
@@ -102,12 +102,12 @@ def generate(gen: Generator, messages: Messages, sampling: SamplingConfig,
 
 def check_messages(messages: Messages) -> None:
     if not isinstance(messages, list) or not messages:
-        raise ValueError("messages must be a non-empty list of {'role', 'content'} dicts")
+        raise InvalidRequest("messages must be a non-empty list of {'role', 'content'} dicts")
     for i, msg in enumerate(messages):
         if not isinstance(msg, dict) or msg.get("role") not in ROLES:
-            raise ValueError(f"message {i} needs a role among {', '.join(ROLES)}: {msg!r}")
+            raise InvalidRequest(f"message {i} needs a role among {', '.join(ROLES)}: {msg!r}")
         if not isinstance(msg.get("content"), str):
-            raise ValueError(f"message {i} needs a string 'content'")
+            raise InvalidRequest(f"message {i} needs a string 'content'")
 
 
 def fallback_prompt(messages: Messages) -> str:

@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import InvalidRequest
+
 REFUSAL = "I can't answer that from the provided documents."
 MODES = ("zero_shot", "few_shot", "cot")
 
@@ -84,8 +86,8 @@ def fit_passages(question: str, passages: Sequence[Passage], prompt_tokens: Call
     lowest-ranked go first. If even none fit, ValueError says what to shorten.
     """
     if max_new_tokens >= context_length:
-        raise ValueError(f"max_new_tokens {max_new_tokens} must be below the model's context "
-                         f"length {context_length}")
+        raise InvalidRequest(f"max_new_tokens {max_new_tokens} must be below the model's context "
+                             f"length {context_length}")
     kept = list(passages)
     budget = context_length - max_new_tokens
     while True:
@@ -94,9 +96,9 @@ def fit_passages(question: str, passages: Sequence[Passage], prompt_tokens: Call
         if prompt_tokens(messages) <= budget:
             return numbered, messages
         if not kept:
-            raise ValueError(f"the question and instructions alone exceed the {budget}-token "
-                             "prompt budget; shorten the question or examples, or lower "
-                             "max_new_tokens")
+            raise InvalidRequest(f"the question and instructions alone exceed the {budget}-token "
+                                 "prompt budget; shorten the question or examples, or lower "
+                                 "max_new_tokens")
         kept.pop()
 
 

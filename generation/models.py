@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelImportError, ModelNotFound
+from .errors import InvalidRequest, ModelImportError, ModelNotFound
 
 Progress = Callable[[str], None]
 
@@ -64,7 +64,7 @@ def packaged_gguf() -> Path:
 
 def check_name(name: str) -> None:
     if not NAME_RE.match(name) or ".." in name:
-        raise ValueError(
+        raise InvalidRequest(
             f"model name {name!r} must be 1-64 characters of letters, digits, '_', '-', '.', "
             "starting with a letter or digit"
         )

@@ -14,6 +14,7 @@ from retrieval.types import Hit
 
 from .adapters import is_base
 from .answerability import AnswerabilityModel, features
+from .errors import InvalidRequest
 from .generator import Generator, Messages, SamplingConfig
 from .grounding import (
     MODES,
@@ -69,16 +70,16 @@ class AskConfig:
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 100:
-            raise ValueError(f"k {self.k!r} must be between 1 and 100")
+            raise InvalidRequest(f"k {self.k!r} must be between 1 and 100")
         if self.mode not in MODES:
-            raise ValueError(f"mode {self.mode!r} must be one of {', '.join(MODES)}")
+            raise InvalidRequest(f"mode {self.mode!r} must be one of {', '.join(MODES)}")
         if self.mode == "few_shot" and not self.examples:
-            raise ValueError("mode 'few_shot' needs at least one example")
+            raise InvalidRequest("mode 'few_shot' needs at least one example")
         if not 0 <= self.support_threshold <= 1:
-            raise ValueError(f"support_threshold {self.support_threshold!r} must be in [0, 1]")
+            raise InvalidRequest(f"support_threshold {self.support_threshold!r} must be in [0, 1]")
         if self.answer_style not in ANSWER_STYLES:
-            raise ValueError(f"answer_style {self.answer_style!r} must be one of "
-                             f"{', '.join(ANSWER_STYLES)}")
+            raise InvalidRequest(f"answer_style {self.answer_style!r} must be one of "
+                                 f"{', '.join(ANSWER_STYLES)}")
 
 
 @dataclass

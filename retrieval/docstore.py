@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import InvalidSearch
 from .types import ChunkRecord, DocumentRecord, SearchFilter
 
 SCHEMA = """
@@ -180,7 +181,7 @@ class Docstore:
             args.append(flt.doc_id)
         for key, value in flt.metadata.items():
             if not _META_KEY.match(key):
-                raise ValueError(f"metadata filter key {key!r} must match {_META_KEY.pattern}")
+                raise InvalidSearch(f"metadata filter key {key!r} must match {_META_KEY.pattern}")
             path = f'$."{key}"'
             where.append("(json_extract(d.metadata, ?) = ? OR json_extract(c.metadata, ?) = ?)")
             args += [path, value, path, value]

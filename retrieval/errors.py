@@ -30,5 +30,15 @@ class InvalidName(RetrievalError):
     """A collection name that is not a safe directory name."""
 
 
+class InvalidSearch(RetrievalError, ValueError):
+    """Search options a person chose that cannot work: k, the mode, a filter key (a 422, not a
+    bug). Also a ValueError, so callers that catch ValueError for bad arguments keep working."""
+
+
+class InvalidCollectionConfig(RetrievalError, ValueError):
+    """Collection settings a person chose that cannot work: chunk size and overlap (a 422, not a
+    bug). Also a ValueError, so callers that catch ValueError for bad arguments keep working."""
+
+
 class EmbedderMismatch(RetrievalError):
     """The collection was built with another embedder (dimension or name differ)."""

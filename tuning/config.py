@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .datasets import FORMATS
+from .errors import InvalidConfig
 from .tokenization import TRAIN_ON
 
 METHODS = ("lora", "qlora", "full", "prefix", "prompt")
@@ -71,17 +72,17 @@ class TrainConfig:
         self._check_choices()
         self._check_numbers()
         if not self.model:
-            raise ValueError("--model is required: the base model's directory")
+            raise InvalidConfig("--model is required: the base model's directory")
         if not self.data_path:
-            raise ValueError("--data-path is required: a .jsonl, .json or .csv file")
+            raise InvalidConfig("--data-path is required: a .jsonl, .json or .csv file")
         if not self.output_dir:
-            raise ValueError("--output-dir is required: where the adapter and logs are written")
+            raise InvalidConfig("--output-dir is required: where the adapter and logs are written")
 
     def _resolve_method(self) -> None:
         if not self.peft and self.method in ("lora", "full"):
             self.method = "full"
         elif not self.peft:
-            raise ValueError(f"--peft false means full fine-tuning; it contradicts --method {self.method}")
+            raise InvalidConfig(f"--peft false means full fine-tuning; it contradicts --method {self.method}")
         if self.method == "full":
             self.peft = False
         if self.quantization == "int4" and self.method == "lora":
@@ -89,10 +90,10 @@ class TrainConfig:
         if self.method == "qlora" and self.quantization == "none":
             self.quantization = "int4"
         if self.method == "qlora" and self.quantization != "int4":
-            raise ValueError("--method qlora trains on a 4-bit base: use --quantization int4")
+            raise InvalidConfig("--method qlora trains on a 4-bit base: use --quantization int4")
         if self.quantization != "none" and self.method not in ("lora", "qlora"):
-            raise ValueError(f"--quantization {self.quantization} needs --method lora or qlora; "
-                             f"{self.method} trains on an unquantised base (use --quantization none)")
+            raise InvalidConfig(f"--quantization {self.quantization} needs --method lora or qlora; "
+                                f"{self.method} trains on an unquantised base (use --quantization none)")
 
     def _check_choices(self) -> None:
         choices = {"method": METHODS, "quantization": QUANTIZATIONS, "trainer": TRAINERS,
@@ -100,32 +101,33 @@ class TrainConfig:
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
-                raise ValueError(f"--{_flag(name)} {value!r} must be one of {', '.join(allowed)}")
+                raise InvalidConfig(f"--{_flag(name)} {value!r} must be one of {', '.join(allowed)}")
 
     def _check_numbers(self) -> None:
         at_least_1 = ("batch_size", "grad_accum", "epochs", "lora_r", "lora_alpha",
                       "num_virtual_tokens", "logging_steps", "save_total_limit")
         for name in at_least_1:
             if getattr(self, name) < 1:
-                raise ValueError(f"--{_flag(name)} must be >= 1 (got {getattr(self, name)!r})")
+                raise InvalidConfig(f"--{_flag(name)} must be >= 1 (got {getattr(self, name)!r})")
         for name in ("early_stopping_patience", "eval_steps", "save_steps", "num_threads"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{_flag(name)} must be >= 0 (got {getattr(self, name)!r})")
+                raise InvalidConfig(f"--{_flag(name)} must be >= 0 (got {getattr(self, name)!r})")
         if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"--max-steps must be >= 1, or unset to train for --epochs ({self.max_steps!r})")
+            raise InvalidConfig(f"--max-steps must be >= 1, or unset to train for --epochs "
+                                f"({self.max_steps!r})")
         if not 0 < self.lr < 1:
-            raise ValueError(f"--lr {self.lr!r} must be in (0, 1); 2e-4 suits LoRA, 2e-5 full tuning")
+            raise InvalidConfig(f"--lr {self.lr!r} must be in (0, 1); 2e-4 suits LoRA, 2e-5 full tuning")
         if self.max_length < 16:
-            raise ValueError(f"--model-max-length/--block-size {self.max_length!r} must be >= 16")
+            raise InvalidConfig(f"--model-max-length/--block-size {self.max_length!r} must be >= 16")
         ranges = {"lora_dropout": (0.0, 1.0), "val_fraction": (0.0, 1.0), "warmup_ratio": (0.0, 1.0)}
         for name, (low, high) in ranges.items():
             if not low <= getattr(self, name) < high:
-                raise ValueError(f"--{_flag(name)} {getattr(self, name)!r} must be in [{low}, {high})")
+                raise InvalidConfig(f"--{_flag(name)} {getattr(self, name)!r} must be in [{low}, {high})")
         if self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ValueError("--weight-decay and --max-grad-norm must be >= 0")
+            raise InvalidConfig("--weight-decay and --max-grad-norm must be >= 0")
         if self.early_stopping_patience and self.val_fraction == 0 and not self.valid_path:
-            raise ValueError("--early-stopping-patience needs validation data: set --val-fraction "
-                             "above 0 or give --valid-path")
+            raise InvalidConfig("--early-stopping-patience needs validation data: set --val-fraction "
+                                "above 0 or give --valid-path")
 
     @property
     def max_length(self) -> int:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .datasets import dataset_hash, detect_format, load_samples, read_records
-from .errors import DatasetError, DatasetNotFound
+from .errors import DatasetError, DatasetNotFound, InvalidConfig
 
 KINDS = ("train", "labelled", "questions")
 SUFFIXES = (".jsonl", ".json", ".csv")
@@ -62,7 +62,7 @@ def validate(path: Path, kind: str, fmt: str = "auto", text_column: str = "text"
         for line, rec in read_records(path):
             try:
                 if not isinstance(rec, dict):
-                    raise ValueError("each question must be a JSON object")
+                    raise DatasetError("each question must be a JSON object", line=line)
                 parse_question(rec, "question")
             except (KeyError, TypeError, ValueError) as exc:
                 raise DatasetError(str(exc), line=line) from None
@@ -70,7 +70,7 @@ def validate(path: Path, kind: str, fmt: str = "auto", text_column: str = "text"
         if not n:
             raise DatasetError(f"{path.name}: no questions")
         return "questions", n
-    raise ValueError(f"dataset kind {kind!r} must be one of {', '.join(KINDS)}")
+    raise InvalidConfig(f"dataset kind {kind!r} must be one of {', '.join(KINDS)}")
 
 
 class DatasetStore:

@@ -7,6 +7,12 @@ class TuningError(Exception):
     """Base class for tuning failures: bad data, bad configs, training and adapter problems."""
 
 
+class InvalidConfig(TuningError, ValueError):
+    """A job, training option or argument a person chose that cannot work (a 422, not a bug).
+
+    Also a ValueError, so callers that catch ValueError for bad arguments keep working."""
+
+
 class DatasetError(TuningError):
     """A dataset that cannot be trained on, naming the (1-based) line and the field at fault.
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from retrieval.owners import pid_alive
 
-from .errors import JobNotFound, JobStateError
+from .errors import InvalidConfig, JobNotFound, JobStateError
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled", "interrupted")
 FINISHED = ("succeeded", "failed", "cancelled", "interrupted")
@@ -70,19 +70,19 @@ class GateSpec:
             try:
                 re.compile(self.regex)
             except re.error as exc:
-                raise ValueError(f"check regex {self.regex!r} does not compile: {exc}") from None
+                raise InvalidConfig(f"check regex {self.regex!r} does not compile: {exc}") from None
         if self.max_chars is not None and self.max_chars < 1:
-            raise ValueError(f"check max_chars must be >= 1 (got {self.max_chars})")
+            raise InvalidConfig(f"check max_chars must be >= 1 (got {self.max_chars})")
         if bool(self.eval_collection) != bool(self.eval_questions):
-            raise ValueError("eval_collection and eval_questions go together: the golden questions "
-                             "are asked of that collection")
+            raise InvalidConfig("eval_collection and eval_questions go together: the golden questions "
+                                "are asked of that collection")
         if not 1 <= self.prompts <= 1000:
-            raise ValueError(f"gate prompts must be in 1..1000 (got {self.prompts})")
+            raise InvalidConfig(f"gate prompts must be in 1..1000 (got {self.prompts})")
         if not 1 <= self.max_new_tokens <= 4096:
-            raise ValueError(f"gate max_new_tokens must be in 1..4096 (got {self.max_new_tokens})")
+            raise InvalidConfig(f"gate max_new_tokens must be in 1..4096 (got {self.max_new_tokens})")
         if self.promote_if_better and not self.has_checks:
-            raise ValueError("promote_if_better needs a behaviour check (regex, max_chars or "
-                             "required_phrase): adherence is what must rise")
+            raise InvalidConfig("promote_if_better needs a behaviour check (regex, max_chars or "
+                                "required_phrase): adherence is what must rise")
 
     @property
     def has_checks(self) -> bool:

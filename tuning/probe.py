@@ -24,7 +24,7 @@ import numpy as np
 from retrieval.embedder import Embedder
 
 from .datasets import MAX_PROBLEMS, dataset_hash, read_records
-from .errors import ClassifierMismatch, ClassifierNotFound, DatasetError, TuningError
+from .errors import ClassifierMismatch, ClassifierNotFound, DatasetError, InvalidConfig, TuningError
 
 META_FILE = "classifier.json"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
@@ -141,7 +141,7 @@ def _split(labels: list[str], val_fraction: float, seed: int) -> tuple[np.ndarra
     from sklearn.model_selection import train_test_split
 
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction {val_fraction!r} must be in [0, 1)")
+        raise InvalidConfig(f"val_fraction {val_fraction!r} must be in [0, 1)")
     index = np.arange(len(labels))
     n_val = round(len(labels) * val_fraction)
     if n_val == 0:
@@ -163,7 +163,7 @@ def train_probe(texts: list[str], labels: list[str], embedder: Embedder, val_fra
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts for {len(labels)} labels")
     if C <= 0:
-        raise ValueError(f"C {C!r} must be > 0")
+        raise InvalidConfig(f"C {C!r} must be > 0")
     train, val = _split(labels, val_fraction, seed)
     y = np.array(labels, dtype=object)
     if len(set(y[train])) < 2:
@@ -187,8 +187,8 @@ def train_probe(texts: list[str], labels: list[str], embedder: Embedder, val_fra
 
 def check_name(name: str) -> None:
     if not NAME_RE.match(name) or ".." in name:
-        raise ValueError(f"classifier name {name!r} must be 1-64 letters, digits, '_', '-' or '.', "
-                         "starting with a letter or digit")
+        raise InvalidConfig(f"classifier name {name!r} must be 1-64 letters, digits, '_', '-' or '.', "
+                            "starting with a letter or digit")
 
 
 @dataclass(frozen=True)

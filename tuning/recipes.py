@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .datasets import load_samples
+from .errors import DatasetError, InvalidConfig, TuningError
 from .squad import (
     Article,
     BuildReport,
@@ -43,15 +44,15 @@ class GroundedQAConfig:
 
     def __post_init__(self) -> None:
         if self.articles < 1 or self.questions < 1:
-            raise ValueError(f"articles {self.articles!r} and questions {self.questions!r} must "
-                             "be at least 1")
+            raise InvalidConfig(f"articles {self.articles!r} and questions {self.questions!r} must "
+                                "be at least 1")
 
 
 def train_articles(articles: Sequence[Article], config: GroundedQAConfig) -> list[Article]:
     """`config.articles` articles of the train split, chosen by seed, in title order."""
     pool = sorted((a for a in articles if split_of(a.title) == "train"), key=lambda a: a.title)
     if not pool:
-        raise ValueError("no train-split articles in the SQuAD data")
+        raise DatasetError("no train-split articles in the SQuAD data")
     random.Random(config.seed).shuffle(pool)
     return sorted(pool[: config.articles], key=lambda a: a.title)
 
@@ -92,7 +93,7 @@ def write_grounded_qa(articles: Sequence[Article], search: Search, render: Rende
         records += [{"messages": s.messages} for s in samples]
         report.kept["extra"] += len(samples)
     if not records:
-        raise ValueError(f"no training examples could be built ({dict(report.skipped)})")
+        raise TuningError(f"no training examples could be built ({dict(report.skipped)})")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_suffix(out_path.suffix + ".tmp")
     with tmp.open("w", encoding="utf-8") as fh:

@@ -11,7 +11,7 @@ from .adapters import AdapterRegistry, check_name
 from .config import METHODS, TrainConfig
 from .dataset_store import DatasetStore
 from .datasets import load_samples
-from .errors import DatasetError, TuningError
+from .errors import DatasetError, InvalidConfig, TuningError
 from .jobs import PROBE, GateSpec, JobSpec, JobStore, TuningJob
 from .runner import WORKER_LOG
 
@@ -32,12 +32,12 @@ class TuningDesk:
         """Everything that can be known wrong before training, raised as ValueError/DatasetError."""
         check_name(spec.name)
         if spec.method not in JOB_METHODS:
-            raise ValueError(f"method {spec.method!r} must be one of {', '.join(JOB_METHODS)}")
+            raise InvalidConfig(f"method {spec.method!r} must be one of {', '.join(JOB_METHODS)}")
         if self.store.active_with_name(spec.name):
             raise TuningError(f"a tuning job named {spec.name!r} is already queued or running")
         bad = sorted(set(spec.train) & set(RESERVED))
         if bad:
-            raise ValueError(f"config may not set {', '.join(bad)}: they are given by the job itself")
+            raise InvalidConfig(f"config may not set {', '.join(bad)}: they are given by the job itself")
         if spec.method == PROBE:
             self._check_probe(spec, classifier_names or set())
         else:
@@ -48,8 +48,8 @@ class TuningDesk:
     def _dataset(self, ds_id: str, kind: str, role: str) -> Path:
         record = self.datasets.get(ds_id)
         if record.kind != kind:
-            raise ValueError(f"{role} {ds_id} was stored as a {record.kind} dataset; this needs a "
-                             f"{kind} dataset")
+            raise InvalidConfig(f"{role} {ds_id} was stored as a {record.kind} dataset; this needs a "
+                                f"{kind} dataset")
         return self.datasets.path(ds_id)
 
     def _check_training(self, spec: JobSpec) -> None:
@@ -65,7 +65,7 @@ class TuningDesk:
                                  valid_path=str(valid) if valid else None, **spec.train)
         except TypeError as exc:
             known = ", ".join(f for f in TrainConfig.__dataclass_fields__ if f not in RESERVED)
-            raise ValueError(f"unknown training option ({exc}); known options: {known}") from None
+            raise InvalidConfig(f"unknown training option ({exc}); known options: {known}") from None
         samples = [load_samples(p, config.format, config.text_column)  # the chosen format and
                    for p in (path, valid) if p is not None]              # column, not just 'auto'
         if Path(spec.model).is_dir():
@@ -90,15 +90,15 @@ class TuningDesk:
             raise TuningError(f"classifier {spec.name!r} already exists; pick another name")
         unknown = sorted(set(spec.train) - set(PROBE_OPTIONS))
         if unknown:
-            raise ValueError(f"a linear probe takes only {', '.join(PROBE_OPTIONS)} as options, "
-                             f"not {', '.join(unknown)}")
+            raise InvalidConfig(f"a linear probe takes only {', '.join(PROBE_OPTIONS)} as options, "
+                                f"not {', '.join(unknown)}")
         from .probe import load_labelled
 
         path = self._dataset(spec.dataset_id, "labelled", "dataset")
         load_labelled(path, text_column=spec.train.get("text_column", "text"),
                       label_column=spec.label_column)
         if spec.gate.declared:
-            raise ValueError("a linear probe has no generation gate: drop checks and eval_collection")
+            raise InvalidConfig("a linear probe has no generation gate: drop checks and eval_collection")
 
     def submit(self, spec: JobSpec, classifier_names: set[str] | None = None) -> TuningJob:
         self.check(spec, classifier_names)
@@ -147,7 +147,7 @@ def gate_spec(checks: dict[str, Any] | None, **kw: Any) -> GateSpec:
     checks = dict(checks or {})
     unknown = sorted(set(checks) - {"regex", "max_chars", "required_phrase"})
     if unknown:
-        raise ValueError(f"unknown check(s) {', '.join(unknown)}: use regex, max_chars, required_phrase")
+        raise InvalidConfig(f"unknown check(s) {', '.join(unknown)}: use regex, max_chars, required_phrase")
     return GateSpec(**checks, **kw)
 
 

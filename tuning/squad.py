@@ -23,6 +23,8 @@ from typing import Any
 from generation.grounding import REFUSAL, Passage, content_words
 from retrieval.types import Hit
 
+from .errors import DatasetError, InvalidConfig
+
 __all__ = [
     "Article", "BuildReport", "KBSummary", "Paragraph", "Question", "article_text", "build_examples",
     "doc_name", "load_squad", "split_of", "write_kb",
@@ -77,14 +79,14 @@ def load_squad(path: str | Path) -> list[Article]:
         for number, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            rec = json.loads(line)
             try:
+                rec = json.loads(line)
                 qs = tuple(Question(id=str(q["id"]), question=q["question"], answers=_answers(q["answers"]),
                                     answerable=bool(q.get("answerable", bool(q["answers"]))))
                            for q in rec["qas"])
                 grouped.setdefault(rec["title"], []).append(Paragraph(rec["context"], qs))
             except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}:{number}: not a SQuAD paragraph record ({exc})") from exc
+                raise DatasetError(f"{path}: not a SQuAD paragraph record ({exc})", number) from exc
     return [Article(title, tuple(paras)) for title, paras in grouped.items()]
 
 
@@ -169,8 +171,8 @@ def _choose_articles(articles: Sequence[Article], split: str, n_articles: int, n
     """(ingested, off-topic): articles with SQuAD 2.0 unanswerables are ingested first."""
     pool = sorted((a for a in articles if split_of(a.title) == split), key=lambda a: a.title)
     if len(pool) < n_articles + n_offtopic:
-        raise ValueError(f"split {split!r} holds {len(pool)} articles, fewer than n_articles "
-                         f"{n_articles} + n_offtopic_articles {n_offtopic}; lower them")
+        raise InvalidConfig(f"split {split!r} holds {len(pool)} articles, fewer than n_articles "
+                            f"{n_articles} + n_offtopic_articles {n_offtopic}; lower them")
     rng.shuffle(pool)
     pool.sort(key=lambda a: not any(not q.answerable for p in a.paragraphs for q in p.questions))
     return pool[:n_articles], pool[n_articles:n_articles + n_offtopic]
@@ -217,22 +219,22 @@ def write_kb(articles: Sequence[Article], out_dir: str | Path, split: str, n_art
     articles of the split that are not written.
     """
     if split not in SPLITS:
-        raise ValueError(f"split {split!r} must be one of {', '.join(SPLITS)}")
+        raise InvalidConfig(f"split {split!r} must be one of {', '.join(SPLITS)}")
     for name, value in (("n_articles", n_articles), ("paragraphs_per_article", paragraphs_per_article)):
         if value < 1:
-            raise ValueError(f"{name} {value!r} must be >= 1")
+            raise InvalidConfig(f"{name} {value!r} must be >= 1")
     rng = random.Random(f"{seed}:{split}")
     ingested, offtopic = _choose_articles(articles, split, n_articles, n_offtopic_articles, rng)
     docs = [_layout(a, paragraphs_per_article, rng) for a in ingested]
     names = [d.name for d in docs]
     if len(set(names)) != len(names):
-        raise ValueError("two article titles map to the same document name")
+        raise DatasetError("two article titles map to the same document name")
     docs_dir = Path(out_dir) / "docs"
     docs_dir.mkdir(parents=True, exist_ok=True)
     stale = sorted(p.name for p in docs_dir.iterdir() if p.name not in names)
     if stale:
-        raise ValueError(f"{docs_dir} already holds other files ({', '.join(stale[:3])}, ...): "
-                         "use an empty folder so the KB holds only what the questions assume")
+        raise InvalidConfig(f"{docs_dir} already holds other files ({', '.join(stale[:3])}, ...): "
+                            "use an empty folder so the KB holds only what the questions assume")
     for d in docs:
         (docs_dir / d.name).write_text(d.text, encoding="utf-8")
 

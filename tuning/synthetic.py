@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .chat_clients import ChatClient, GeneratorClient, OpenAICompatClient
-from .errors import TuningError
+from .errors import InvalidConfig, TuningError
 
 __all__ = [
     "ChatClient", "GeneratorClient", "NearDuplicates", "OpenAICompatClient", "SyntheticExample",
@@ -176,7 +176,7 @@ def generate_use_case(client: ChatClient, use_case: str, n: int, temperature: fl
     if not use_case.strip():
         raise TuningError("the use case is empty: describe what the assistant is for")
     if n < 1:
-        raise ValueError(f"n {n!r} must be >= 1")
+        raise InvalidConfig(f"n {n!r} must be >= 1")
     max_attempts = max_attempts if max_attempts is not None else 3 * n + 10
     rng = random.Random(seed)
     system = system.strip() if system else make_system_message(client, use_case, temperature)

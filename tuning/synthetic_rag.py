@@ -20,7 +20,7 @@ from retrieval.collection import Collection
 from retrieval.embedder import Embedder
 from retrieval.types import Hit
 
-from .errors import TuningError
+from .errors import InvalidConfig, TuningError
 from .synthetic import (
     ChatClient,
     NearDuplicates,
@@ -108,8 +108,8 @@ def check_suffix(suffix: str | None) -> None:
     except (KeyError, IndexError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(f"answer suffix {suffix!r} must be a template naming the citation as {{n}} "
-                         "and nothing else in braces, e.g. 'Sources: [{n}]'")
+        raise InvalidConfig(f"answer suffix {suffix!r} must be a template naming the citation as {{n}} "
+                            "and nothing else in braces, e.g. 'Sources: [{n}]'")
 
 
 def _passages(hits: list[Hit]) -> list[Passage]:
@@ -185,11 +185,11 @@ def generate_from_collection(source: ChunkSource, client: ChatClient, n: int,
     words with its chunk is dropped as not grounded.
     """
     if n < 1:
-        raise ValueError(f"n {n!r} must be >= 1")
+        raise InvalidConfig(f"n {n!r} must be >= 1")
     if not 0.0 <= unanswerable_fraction <= 1.0:
-        raise ValueError(f"unanswerable_fraction {unanswerable_fraction!r} must be in [0, 1]")
+        raise InvalidConfig(f"unanswerable_fraction {unanswerable_fraction!r} must be in [0, 1]")
     if not 1 <= k <= 20:
-        raise ValueError(f"k {k!r} must be between 1 and 20")
+        raise InvalidConfig(f"k {k!r} must be between 1 and 20")
     check_suffix(answer_suffix)
     rng = random.Random(seed)
     run = _Builder(source, k, rng, min_support, focus_sentences, answer_suffix)
