@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -39,6 +40,8 @@ from tuning.errors import (
     JobStateError,
     TuningError,
 )
+
+log = logging.getLogger("ragtune.api")
 
 
 class UploadTooLarge(Exception):
@@ -131,8 +134,10 @@ def install(app: FastAPI) -> None:
         return _body(422, "invalid", "; ".join(parts), errors=_jsonable(exc.errors()))
 
     @app.exception_handler(Exception)
-    def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        # a bug, not bad input: still a JSON body (the traceback goes to the server log)
+    def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # a bug, not bad input: still a JSON body, and the traceback in the server log (called
+        # from another thread, outside the `except`, hence exc_info=exc, not log.exception)
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
         return _body(500, "internal", f"internal error ({type(exc).__name__}); see the server log")
 
     @app.exception_handler(StarletteHTTPException)

@@ -1,8 +1,9 @@
 """Inputs that once crashed the server with a plain-text 500 now get a 4xx JSON body naming the
-problem; and an unexpected bug still answers JSON."""
+problem; and an unexpected bug still answers JSON (a 500, its traceback logged)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from api.services import Services
 from api.settings import Settings
 from tests.fakes import FakeEmbedder
 from tests.helpers import LOCAL_URL
+from tuning.errors import InvalidConfig
 
 NESTED = "[" * 5000 + "]" * 5000
 RECORD = b'{"text": "a", "label": "b"}\n'
@@ -68,6 +70,12 @@ CASES: dict[str, tuple[str, str, dict[str, Any], str]] = {
         "metadata must be"),
     "an offset past SQLite's integers": (
         "GET", "/v1/collections/kb/documents?offset=99999999999999999999", {}, "offset"),
+    "a metadata filter key that is not a plain name": (
+        "POST", "/v1/collections/kb/search",
+        {"json": {"query": "x", "filter": {"metadata": {'a"b': 1}}}}, "metadata filter key"),
+    "few_shot without examples": (
+        "POST", "/v1/collections/kb/ask", {"json": {"question": "x", "mode": "few_shot"}},
+        "needs at least one example"),
 }
 
 
@@ -100,6 +108,37 @@ def test_an_unexpected_error_is_still_json(client: TestClient, monkeypatch: pyte
     assert response.status_code == 500
     assert response.json()["error"] == "internal" and "RuntimeError" in response.json()["detail"]
     assert "disk on fire" not in response.text  # internals stay in the log
+
+
+def test_an_unexpected_error_is_logged_with_its_traceback(client: TestClient,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    services = client.app.state.services  # type: ignore[attr-defined]
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("an internal invariant broke")
+
+    monkeypatch.setattr(services, "search", broken)
+    with caplog.at_level(logging.ERROR, logger="ragtune.api"):
+        response = client.post("/v1/collections/kb/search", json={"query": "x"})
+    assert response.status_code == 500
+    logged = [r for r in caplog.records if r.name == "ragtune.api"]
+    assert logged and "/v1/collections/kb/search" in logged[0].getMessage()
+    assert logged[0].exc_info and logged[0].exc_info[1] is not None
+    assert "an internal invariant broke" in caplog.text  # the traceback is in the log
+
+
+def test_a_domain_error_for_a_user_mistake_is_a_422(client: TestClient,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    services = client.app.state.services  # type: ignore[attr-defined]
+
+    def refused(*_: object, **__: object) -> None:
+        raise InvalidConfig("--lr 5 must be in (0, 1)")
+
+    monkeypatch.setattr(services, "search", refused)
+    response = client.post("/v1/collections/kb/search", json={"query": "x"})
+    assert response.status_code == 422
+    assert response.json() == {"error": "invalid", "detail": "--lr 5 must be in (0, 1)"}
 
 
 def test_error_bodies_show_paths_relative_to_the_data_dir(client: TestClient,
