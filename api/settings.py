@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from retrieval.index import INDEXES
+
 from .guard import LOOPBACK_NAMES
 
 
@@ -40,6 +42,8 @@ class Settings(BaseSettings):
     zip_max_entries: int = Field(10_000, ge=1, description="most entries read from one .zip")
     zip_max_mb: float = Field(1000.0, gt=0, description="most uncompressed bytes from one .zip")
     use_faiss_gpu: Literal["auto", "yes", "no"] = Field("auto", description="copy indexes to GPU")
+    index: str = Field("flat", description="vector index of new collections: flat (exact), numpy, "
+                       "hnsw or ivfpq (approximate; README \"Index types at scale\")")
     generator: str = Field("smollm2-135m-instruct", description="generator: a model name in "
                            "`ragtune models list`, a local Hugging Face model directory, or a hub id")
     quantization: Literal["auto", "nf4", "int8", "bf16", "fp32"] = Field(
@@ -79,6 +83,8 @@ class Settings(BaseSettings):
         if self.chunk_overlap >= self.chunk_size:
             raise ValueError(f"RAGTUNE_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
                              f"RAGTUNE_CHUNK_SIZE ({self.chunk_size})")
+        if self.index not in INDEXES:
+            raise ValueError(f"RAGTUNE_INDEX={self.index} must be one of {', '.join(sorted(INDEXES))}")
         if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):
             raise ValueError(f"RAGTUNE_OPENAI_BASE_URL={self.openai_base_url} must be an http:// or "
                              "https:// URL (the API root, e.g. https://api.openai.com/v1)")

@@ -20,10 +20,9 @@ import numpy as np
 from .bm25 import BM25Index, is_phrase, phrase_first
 from .docstore import Docstore
 from .fusion import convex_fusion
-from .index import FaissIndex, NumpyIndex, VectorIndex
+from .index import INDEXES, VectorIndex, backend
 from .types import ChunkRecord, CommitOutcome, DocumentRecord, Hit, SearchFilter
 
-INDEX_FILE = {"flat": "index.faiss", "numpy": "index.npz"}
 SEARCH_MODES = ("hybrid", "dense", "keyword")
 BM25_REBUILD_S = 5.0
 HYBRID_ALPHA = 0.7  # weight of the dense score in hybrid fusion; tuned on SciFact train (bench.tune_hybrid)
@@ -38,7 +37,8 @@ class CollectionConfig:
     dim: int = field(metadata={"help": "embedding dimension"})
     chunk_size: int = field(default=256, metadata={"help": "chunk size in embedder tokens"})
     chunk_overlap: int = field(default=32, metadata={"help": "overlap between chunks, tokens"})
-    index_type: str = field(default="flat", metadata={"help": "flat (FAISS exact) or numpy"})
+    index_type: str = field(default="flat", metadata={
+        "help": "the vector index: " + "; ".join(f"{n}: {b.about}" for n, b in INDEXES.items())})
     created_at: str = ""
 
     def __post_init__(self) -> None:
@@ -49,8 +49,7 @@ class CollectionConfig:
                 f"chunk_overlap {self.chunk_overlap!r} must be >= 0 and < chunk_size "
                 f"{self.chunk_size!r}"
             )
-        if self.index_type not in INDEX_FILE:
-            raise ValueError(f"index_type {self.index_type!r} must be one of {sorted(INDEX_FILE)}")
+        backend(self.index_type)  # UnknownIndex, naming the known ones
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -65,7 +64,8 @@ class Collection:
         self._lock = threading.RLock()
         self._use_gpu = use_gpu
         self.docstore = Docstore(root / "docstore.sqlite")
-        self._index_path = root / INDEX_FILE[config.index_type]
+        self._backend = backend(config.index_type)
+        self._index_path = root / self._backend.file_name
         self.index = self._load_index()
         self._dirty = False
         self._last_save = time.monotonic()
@@ -79,20 +79,13 @@ class Collection:
     def name(self) -> str:
         return self.config.name
 
-    def _new_index(self) -> VectorIndex:
-        if self.config.index_type == "numpy":
-            return NumpyIndex(self.config.dim)
-        return FaissIndex(self.config.dim, use_gpu=self._use_gpu)
-
     def _load_index(self) -> VectorIndex:
-        if not self._index_path.exists():
-            return self._new_index()
-        try:
-            if self.config.index_type == "numpy":
-                return NumpyIndex.load(self._index_path, self.config.dim)
-            return FaissIndex.load(self._index_path, self.config.dim, use_gpu=self._use_gpu)
-        except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt from the docstore
-            return self._new_index()
+        if self._index_path.exists():
+            try:
+                return self._backend.load(self._index_path, self.config.dim, use_gpu=self._use_gpu)
+            except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt from the docstore
+                pass
+        return self._backend.new(self.config.dim, use_gpu=self._use_gpu)
 
     # -- consistency ----------------------------------------------------------------------------
 

@@ -42,3 +42,11 @@ class InvalidCollectionConfig(RetrievalError, ValueError):
 
 class EmbedderMismatch(RetrievalError):
     """The collection was built with another embedder (dimension or name differ)."""
+
+
+class UnknownIndex(RetrievalError, ValueError):
+    """An index type that is not registered (retrieval/index.py INDEXES)."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name, self.known = name, known
+        super().__init__(f"index {name!r} is not one of {', '.join(known)}")

@@ -1,4 +1,8 @@
-"""Vector indexes behind the `VectorIndex` Protocol: FAISS (CPU, copied to GPU when present) and exact NumPy.
+"""Vector indexes: the `VectorIndex` Protocol and the registry of its implementations.
+
+A collection names its index type (`flat`, `numpy`, `hnsw`, `ivfpq`); `backend(name)` gives what makes,
+loads and files that type, so nothing outside a backend branches on the name. The backends live in
+`exact.py` (flat FAISS, NumPy) and `ann.py` (HNSW, IVF-PQ with exact re-ranking).
 
 Ids are the docstore's chunk ids (int64). Vectors are normalised, so scores are inner products.
 Saving is atomic: write a temp file, fsync, rename, fsync the directory.
@@ -6,16 +10,31 @@ Saving is atomic: write a temp file, fsync, rename, fsync the directory.
 
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
+
+from .ann import HnswIndex, IvfPqIndex
+from .errors import UnknownIndex
+from .exact import FaissIndex, NumpyIndex, fsync_replace, is_faiss_gpu_available
+
+__all__ = ["INDEXES", "FaissIndex", "HnswIndex", "IndexBackend", "IvfPqIndex", "NumpyIndex",
+           "VectorIndex", "backend", "fsync_replace", "is_faiss_gpu_available"]
 
 
 @runtime_checkable
 class VectorIndex(Protocol):
     dim: int
+
+    def __init__(self, dim: int, use_gpu: bool | None = None) -> None:
+        """A new, empty index. `use_gpu`: None = when faiss-gpu and a CUDA device are present."""
+
+    @classmethod
+    def load(cls, path: Path, dim: int, use_gpu: bool | None = None) -> Self:
+        """The index `save` wrote at `path`; ValueError when it does not hold `dim`-d vectors."""
+        ...
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None: ...
 
@@ -34,169 +53,41 @@ class VectorIndex(Protocol):
     def __len__(self) -> int: ...
 
 
-def is_faiss_gpu_available() -> bool:
+@dataclass(frozen=True)
+class IndexBackend:
+    """One index type a collection can name."""
+
+    name: str
+    file_name: str  # in the collection directory; never renamed, or existing collections lose it
+    kind: type[VectorIndex]
+    gpu: bool  # whether searches can run on a GPU copy; if not, `use_gpu` is not passed on
+    about: str
+
+    def new(self, dim: int, use_gpu: bool | None = None) -> VectorIndex:
+        return self.kind(dim, use_gpu=self._placement(use_gpu))
+
+    def load(self, path: Path, dim: int, use_gpu: bool | None = None) -> VectorIndex:
+        return self.kind.load(path, dim, use_gpu=self._placement(use_gpu))
+
+    def _placement(self, use_gpu: bool | None) -> bool | None:
+        return use_gpu if self.gpu else False
+
+
+INDEXES: dict[str, IndexBackend] = {b.name: b for b in [
+    IndexBackend("flat", "index.faiss", FaissIndex, gpu=True,
+                 about="exact search (FAISS); the default, fast enough up to ~1M chunks"),
+    IndexBackend("numpy", "index.npz", NumpyIndex, gpu=False,
+                 about="exact search in NumPy, without FAISS"),
+    IndexBackend("hnsw", "index.hnsw.npz", HnswIndex, gpu=False,
+                 about="FAISS HNSW graph (M=32, efSearch=128): fast approximate search, CPU only"),
+    IndexBackend("ivfpq", "index.ivfpq.npz", IvfPqIndex, gpu=True,
+                 about="FAISS IVF-PQ candidates re-ranked exactly; flat until 20,000 vectors"),
+]}
+
+
+def backend(name: str) -> IndexBackend:
+    """The registered index type `name`; UnknownIndex naming the known ones otherwise."""
     try:
-        import faiss
-    except ImportError:
-        return False
-    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-
-
-def fsync_replace(tmp: Path, final: Path) -> None:
-    """Make `tmp` durable, then atomically put it at `final`."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
-    dfd = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
-def _check(ids: np.ndarray, vectors: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    ids = np.ascontiguousarray(ids, dtype=np.int64)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[1] != dim:
-        raise ValueError(f"vectors must have shape (n, {dim}), got {vectors.shape}")
-    if len(ids) != len(vectors):
-        raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
-    return ids, vectors
-
-
-class FaissIndex:
-    """Exact inner-product search with FAISS (`IndexIDMap2` over `IndexFlatIP`).
-
-    With faiss-gpu and a CUDA device, unfiltered searches run on a GPU copy that is refreshed after
-    changes; the CPU index stays the one that is written to disk, so both paths share this code.
-    """
-
-    def __init__(self, dim: int, use_gpu: bool | None = None, inner: Any = None) -> None:
-        import faiss
-
-        self._faiss = faiss
-        self.dim = dim
-        self._index = inner if inner is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        self._use_gpu = is_faiss_gpu_available() if use_gpu is None else use_gpu
-        self._gpu: Any = None
-        self._gpu_res: Any = None
-
-    @classmethod
-    def load(cls, path: Path, dim: int, use_gpu: bool | None = None) -> FaissIndex:
-        import faiss
-
-        inner = faiss.read_index(str(path))
-        if inner.d != dim:
-            raise ValueError(f"index at {path} has dimension {inner.d}, expected {dim}")
-        return cls(dim, use_gpu=use_gpu, inner=inner)
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids, vectors = _check(ids, vectors, self.dim)
-        if len(ids):
-            self._index.add_with_ids(vectors, ids)
-            self._gpu = None
-
-    def remove(self, ids: np.ndarray) -> int:
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        if not len(ids):
-            return 0
-        self._gpu = None
-        return int(self._index.remove_ids(self._faiss.IDSelectorBatch(ids)))
-
-    def search(self, queries: np.ndarray, k: int,
-               allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        if allowed_ids is not None:
-            allowed = np.ascontiguousarray(allowed_ids, dtype=np.int64)
-            if not len(allowed):
-                return _empty(len(queries), k)
-            params = self._faiss.SearchParameters(sel=self._faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
-            scores, ids = self._index.search(queries, k, params=params)
-            return scores, ids
-        scores, ids = self._searcher().search(queries, k)
-        return scores, ids
-
-    def _searcher(self) -> Any:
-        if not self._use_gpu or self._index.ntotal == 0:
-            return self._index
-        if self._gpu is None:
-            if self._gpu_res is None:
-                self._gpu_res = self._faiss.StandardGpuResources()
-            self._gpu = self._faiss.index_cpu_to_gpu(self._gpu_res, 0, self._index)
-        return self._gpu
-
-    def ids(self) -> np.ndarray:
-        return self._faiss.vector_to_array(self._index.id_map).astype(np.int64)
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        self._faiss.write_index(self._index, str(tmp))
-        fsync_replace(tmp, path)
-
-    def __len__(self) -> int:
-        return int(self._index.ntotal)
-
-
-def _empty(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    return np.full((n, k), -np.inf, dtype=np.float32), np.full((n, k), -1, dtype=np.int64)
-
-
-class NumpyIndex:
-    """Exact brute-force search in NumPy: the reference backend (and a dependency-free fallback)."""
-
-    def __init__(self, dim: int) -> None:
-        self.dim = dim
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._vecs = np.zeros((0, dim), dtype=np.float32)
-
-    @classmethod
-    def load(cls, path: Path, dim: int) -> NumpyIndex:
-        with np.load(path) as data:
-            index = cls(dim)
-            index._ids, index._vecs = data["ids"], data["vectors"]
-        if index._vecs.shape[1] != dim:
-            raise ValueError(f"index at {path} has dimension {index._vecs.shape[1]}, expected {dim}")
-        return index
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids, vectors = _check(ids, vectors, self.dim)
-        self._ids = np.concatenate([self._ids, ids])
-        self._vecs = np.concatenate([self._vecs, vectors])
-
-    def remove(self, ids: np.ndarray) -> int:
-        keep = ~np.isin(self._ids, np.asarray(ids, dtype=np.int64))
-        removed = int((~keep).sum())
-        self._ids, self._vecs = self._ids[keep], self._vecs[keep]
-        return removed
-
-    def search(self, queries: np.ndarray, k: int,
-               allowed_ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.asarray(queries, dtype=np.float32).reshape(-1, self.dim)
-        ids, vecs = self._ids, self._vecs
-        if allowed_ids is not None:
-            mask = np.isin(ids, np.asarray(allowed_ids, dtype=np.int64))
-            ids, vecs = ids[mask], vecs[mask]
-        out_s, out_i = _empty(len(queries), k)
-        if not len(ids):
-            return out_s, out_i
-        sims = queries @ vecs.T
-        top = min(k, len(ids))
-        order = np.argsort(-sims, axis=1, kind="stable")[:, :top]
-        out_s[:, :top] = np.take_along_axis(sims, order, axis=1)
-        out_i[:, :top] = ids[order]
-        return out_s, out_i
-
-    def ids(self) -> np.ndarray:
-        return self._ids.copy()
-
-    def save(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, ids=self._ids, vectors=self._vecs)
-        fsync_replace(tmp, path)
-
-    def __len__(self) -> int:
-        return len(self._ids)
+        return INDEXES[name]
+    except KeyError:
+        raise UnknownIndex(name, sorted(INDEXES)) from None

@@ -9,8 +9,8 @@ import pytest
 
 from retrieval.catalog import Catalog
 from retrieval.collection import CollectionConfig
-from retrieval.errors import CollectionExists, CollectionNotFound, InvalidName
-from retrieval.index import FaissIndex
+from retrieval.errors import CollectionExists, CollectionNotFound, InvalidName, UnknownIndex
+from retrieval.index import INDEXES, FaissIndex
 from retrieval.types import SearchFilter
 from tests.fakes import FakeEmbedder
 from tests.helpers import make_collection, pipeline, text_doc
@@ -137,6 +137,34 @@ def test_catalog_rules(tmp_path: Path, fake_embedder: FakeEmbedder) -> None:
     assert cat.names() == []
     with pytest.raises(CollectionNotFound):
         cat.get("kb")
+
+
+@pytest.mark.parametrize("index_type", sorted(INDEXES))
+def test_every_index_type_serves_a_collection(tmp_path: Path, fake_embedder: FakeEmbedder,
+                                              index_type: str) -> None:
+    cfg = CollectionConfig(name="kb", embedder=fake_embedder.name, dim=fake_embedder.dim,
+                           chunk_size=64, chunk_overlap=8, index_type=index_type)
+    coll = Catalog(tmp_path).create(cfg)
+    report = pipeline(coll, fake_embedder).run(
+        [text_doc(f"d{i}.txt", f"water report number {i}") for i in range(20)])
+    assert coll.delete_document(report.results[3].doc_id)
+    coll.close()
+    assert (coll.root / INDEXES[index_type].file_name).exists()
+    reopened = Catalog(tmp_path).get("kb")
+    assert type(reopened.index) is INDEXES[index_type].kind
+    _agree(reopened)
+    query = fake_embedder.embed_batch(["water report number 7"])
+    assert reopened.search(query, 1)[0][0].source == "d7.txt"
+    assert [h.source for h in reopened.search(query, 3, SearchFilter(source="d9.txt"))[0]] == ["d9.txt"]
+
+
+def test_existing_index_files_keep_their_names() -> None:
+    assert (INDEXES["flat"].file_name, INDEXES["numpy"].file_name) == ("index.faiss", "index.npz")
+
+
+def test_unknown_index_type_names_the_known_ones() -> None:
+    with pytest.raises(UnknownIndex, match="flat, hnsw, ivfpq, numpy"):
+        CollectionConfig(name="kb", embedder="fake", dim=8, index_type="annoy")
 
 
 def _record(source: str, text: str):  # type: ignore[no-untyped-def]

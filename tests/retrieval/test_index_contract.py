@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from retrieval.index import FaissIndex, NumpyIndex, VectorIndex
+from retrieval.index import INDEXES, VectorIndex, is_faiss_gpu_available
 
 DIM = 16
 
@@ -92,17 +92,25 @@ class VectorIndexContract:
             self.make().add(np.array([1]), np.zeros((1, DIM + 1), dtype=np.float32))
 
 
-class TestFaissIndex(VectorIndexContract):
+class TestEveryBackend(VectorIndexContract):
+    """The contract, once per registered index type, made and loaded as a collection does."""
+
+    use_gpu = False
+
+    @pytest.fixture(autouse=True, params=sorted(INDEXES))
+    def _backend(self, request: pytest.FixtureRequest) -> None:
+        self.backend = INDEXES[request.param]
+
     def make(self) -> VectorIndex:
-        return FaissIndex(DIM, use_gpu=False)
+        return self.backend.new(DIM, use_gpu=self.use_gpu)
 
     def load(self, path: Path) -> Any:
-        return FaissIndex.load(path, DIM, use_gpu=False)
+        return self.backend.load(path, DIM, use_gpu=self.use_gpu)
 
 
-class TestNumpyIndex(VectorIndexContract):
-    def make(self) -> VectorIndex:
-        return NumpyIndex(DIM)
+@pytest.mark.gpu
+@pytest.mark.skipif(not is_faiss_gpu_available(), reason="needs faiss-gpu and a CUDA device")
+class TestEveryBackendOnGpu(TestEveryBackend):
+    """The same with GPU placement asked for: backends that can search on a GPU copy do."""
 
-    def load(self, path: Path) -> Any:
-        return NumpyIndex.load(path, DIM)
+    use_gpu = True
