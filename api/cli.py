@@ -17,14 +17,17 @@ from typing import Any
 from generation.errors import GenerationError
 from ingest.errors import IngestError
 from retrieval.errors import RetrievalError
+from retrieval.index import INDEXES
 from tuning.errors import TuningError
 
+from .cli_services import open_corpus
 from .cli_services import open_services as _services
 from .guard import is_loopback
 from .keys import KeyStore
 from .settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
+INDEX_HELP = f"vector index: {', '.join(sorted(INDEXES))} (default: RAGTUNE_INDEX)"
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -44,11 +47,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_collections(args: argparse.Namespace, settings: Settings) -> int:
-    svc = _services(settings)
+    svc = open_corpus(settings)
     if args.action == "create":
-        coll = svc.create_collection(args.name, args.chunk_size, args.chunk_overlap)
+        coll = svc.create_collection(args.name, args.chunk_size, args.chunk_overlap, args.index)
         print(f"created {coll.name} (chunk_size={coll.config.chunk_size}, "
-              f"overlap={coll.config.chunk_overlap})")
+              f"overlap={coll.config.chunk_overlap}, index={coll.config.index_type})")
     elif args.action == "delete":
         svc.catalog.delete(args.name)
         print(f"deleted {args.name}")
@@ -65,9 +68,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     from ingest.loaders import count_files
 
-    svc = _services(settings)
+    svc = open_corpus(settings)
     if not svc.catalog.exists(args.collection):
-        svc.create_collection(args.collection, args.chunk_size, args.chunk_overlap)
+        svc.create_collection(args.collection, args.chunk_size, args.chunk_overlap, args.index)
     metadata = json.loads(args.metadata) if args.metadata else None
     paths = [Path(p) for p in args.paths]
     start, chunks, failures = time.perf_counter(), 0, []
@@ -103,7 +106,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.types import SearchFilter
 
-    svc = _services(settings)
+    svc = open_corpus(settings)
     flt = SearchFilter(source=args.source, doc_id=args.doc_id)
     hits = svc.search(args.collection, args.query, args.k, flt, mode=args.mode)
     if args.json:
@@ -133,7 +136,7 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
         emb = svc.embedder
         print(f"embedder ready: {emb.name} (dim {emb.dim})")
         print(f"generator ready: {svc.generator_path(progress=print)}")
-        for line in svc.install_packaged_adapters():
+        for line in svc.serving.install_packaged(settings.default_adapter):
             print(line)
     return 0
 
@@ -143,19 +146,19 @@ def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
     if args.action in ("activate", "delete", "merge") and not args.name:
         raise ValueError(f"adapters {args.action} needs a NAME")
     if args.action == "activate":
-        record = svc.activate_adapter(args.name)
+        record = svc.serving.activate(args.name)
         print(f"activated {record.name} (trained on {record.base_model}); served to requests "
               "that name no adapter")
     elif args.action == "deactivate":
-        svc.deactivate_adapter()
+        svc.serving.deactivate()
         print("deactivated: serving the base model")
     elif args.action == "delete":
-        svc.delete_adapter(args.name)
+        svc.serving.delete(args.name)
         print(f"deleted {args.name}")
     elif args.action == "merge":
         if not args.out:
             raise ValueError("adapters merge needs --out DIR, a new directory for the merged model")
-        for warning in svc.merge_adapter(args.name, Path(args.out)):
+        for warning in svc.serving.merge(args.name, Path(args.out)):
             print(f"ragtune: warning: {warning}", file=sys.stderr)
         print(f"merged {args.name} into {args.out}; serve it with RAGTUNE_GENERATOR={args.out}")
     else:
@@ -207,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("name", nargs="?")
     c.add_argument("--chunk-size", type=int)
     c.add_argument("--chunk-overlap", type=int)
+    c.add_argument("--index", help=INDEX_HELP)
     c.set_defaults(func=cmd_collections)
 
     i = sub.add_parser("ingest", help="ingest files, directories or .zip archives")
@@ -214,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("-c", "--collection", required=True)
     i.add_argument("--chunk-size", type=int, help="for a new collection (tokens)")
     i.add_argument("--chunk-overlap", type=int, help="for a new collection (tokens)")
+    i.add_argument("--index", help="for a new collection: " + INDEX_HELP)
     i.add_argument("--metadata", help="JSON object stored on every document")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -244,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from . import cli_eval
 
-    cli_eval.add_parser(sub, lambda s: _services(s))
+    cli_eval.add_parser(sub)
 
     from . import cli_classifiers, cli_keys, cli_tune
 

@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .cli_services import open_corpus, open_services
 from .settings import Settings
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
 
 
-def add_parser(sub: Any, services: Any) -> None:
+def add_parser(sub: Any) -> None:
     e = sub.add_parser("eval", help="measure retrieval or answer quality")
     esub = e.add_subparsers(dest="eval_command", required=True)
 
@@ -24,7 +25,7 @@ def add_parser(sub: Any, services: Any) -> None:
     r.add_argument("-c", "--collection", help="collection to ingest into (default beir-<name>)")
     r.add_argument("--out", type=Path, help="write per-query results (JSON) here")
     r.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "keyword"])
-    r.set_defaults(func=lambda a, s: cmd_retrieval(a, s, services))
+    r.set_defaults(func=cmd_retrieval)
 
     q = esub.add_parser("answers", help="answer accuracy, refusal, citations on a golden set")
     q.add_argument("-c", "--collection", required=True)
@@ -33,13 +34,13 @@ def add_parser(sub: Any, services: Any) -> None:
     q.add_argument("--mode", default="zero_shot", choices=["zero_shot", "cot"])
     q.add_argument("--limit", type=int, help="first N questions only")
     q.add_argument("--out", type=Path, help="write per-question results (JSON) here")
-    q.set_defaults(func=lambda a, s: cmd_answers(a, s, services))
+    q.set_defaults(func=cmd_answers)
 
     c = esub.add_parser("calibrate", help="suggest RAGTUNE_MIN_SCORE from a golden set")
     c.add_argument("-c", "--collection", required=True)
     c.add_argument("--questions", type=Path, required=True)
     c.add_argument("--max-false-refusal", type=float, default=0.05)
-    c.set_defaults(func=lambda a, s: cmd_calibrate(a, s, services))
+    c.set_defaults(func=cmd_calibrate)
 
 
 def _beir_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
@@ -56,14 +57,14 @@ def _beir_paths(args: argparse.Namespace) -> tuple[Path, Path, Path]:
     return corpus, args.queries, args.qrels
 
 
-def cmd_retrieval(args: argparse.Namespace, settings: Settings, services: Any) -> int:
+def cmd_retrieval(args: argparse.Namespace, settings: Settings) -> int:
     from retrieval.evaluation import load_qrels, load_queries, run_queries, score_run
 
     corpus, queries_path, qrels_path = _beir_paths(args)
     for p in (corpus, queries_path, qrels_path):
         if not p.exists():
             raise ValueError(f"{p} does not exist")
-    svc = services(settings)
+    svc = open_corpus(settings)
     name = args.collection or "beir-" + corpus.parent.name
     if not svc.catalog.exists(name):
         svc.create_collection(name)
@@ -78,10 +79,10 @@ def cmd_retrieval(args: argparse.Namespace, settings: Settings, services: Any) -
     return 0
 
 
-def cmd_answers(args: argparse.Namespace, settings: Settings, services: Any) -> int:
+def cmd_answers(args: argparse.Namespace, settings: Settings) -> int:
     from generation.evaluation import evaluate, load_questions
 
-    svc = services(settings)
+    svc = open_services(settings)
     questions = load_questions(args.questions)[: args.limit]
     config = svc.ask_config(k=args.k, mode=args.mode)
     summary, rows = evaluate(questions, lambda q: svc.ask(args.collection, q, config))
@@ -92,10 +93,10 @@ def cmd_answers(args: argparse.Namespace, settings: Settings, services: Any) -> 
     return 0
 
 
-def cmd_calibrate(args: argparse.Namespace, settings: Settings, services: Any) -> int:
+def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from generation.evaluation import calibrate_threshold, load_questions
 
-    svc = services(settings)
+    svc = open_corpus(settings)
     answerable: list[float] = []
     unanswerable: list[float] = []
     for q in load_questions(args.questions):

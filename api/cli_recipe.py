@@ -73,7 +73,7 @@ def cmd_grounded_qa(args: argparse.Namespace, settings: Settings, start: Any) ->
     print(f"ingested {len(articles)} articles into {args.collection!r} "
           f"({report.chunks_added} new chunks)", file=sys.stderr)
     ask = svc.ask_config(k=config.k, adapter="base")
-    gen = svc.generator
+    gen = svc.serving.generator
 
     out = args.out or settings.data_dir / "tuning" / "recipes" / f"{GROUNDED_QA}.jsonl"
     built = write_grounded_qa(articles, lambda q, k: svc.search(args.collection, q, k),

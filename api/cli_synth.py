@@ -53,7 +53,7 @@ def make_client(args: argparse.Namespace, settings: Settings) -> ChatClient:
         print(f"writing with {model} at {endpoint}", file=sys.stderr)
         return OpenAICompatClient(endpoint, key, model)
     print(f"writing with the local generator ({settings.generator})", file=sys.stderr)
-    return GeneratorClient(_services(settings).generator)
+    return GeneratorClient(_services(settings).serving.generator)
 
 
 def cmd_generate_data(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from tuning.config import TrainConfig
-from tuning.jobs import JobSpec, TuningJob
-from tuning.service import JOB_METHODS, RESERVED, default_method, gate_spec
+from tuning.jobs import JobRequest, TuningJob
+from tuning.service import JOB_METHODS, RESERVED, default_method
 
 from .cli_services import open_services as _services
 from .settings import Settings
@@ -128,15 +128,13 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
         if args.eval_questions else None
     checks = {"regex": args.check_regex, "max_chars": args.check_max_chars,
               "required_phrase": args.check_phrase}
-    gate = gate_spec({k: v for k, v in checks.items() if v is not None},
-                     eval_collection=args.eval_collection, eval_questions=questions,
-                     prompts=args.gate_prompts, max_new_tokens=args.gate_max_new_tokens,
-                     promote_if_better=args.promote_if_better)
-    if gate.eval_collection:
-        svc.collection(gate.eval_collection)
-    model = "" if probe else (args.model or svc.generator_path())
-    spec = JobSpec(name=args.name, dataset_id=dataset.id, method=args.method, model=model,
-                   valid_dataset_id=valid, train=options, gate=gate, label_column=args.label_column)
+    spec = desk.plan(JobRequest(
+        name=args.name, dataset_id=dataset.id, method=args.method, model=args.model,
+        valid_dataset_id=valid, train=options, label_column=args.label_column,
+        checks={k: v for k, v in checks.items() if v is not None},
+        eval_collection=args.eval_collection, eval_questions=questions,
+        gate_prompts=args.gate_prompts, gate_max_new_tokens=args.gate_max_new_tokens,
+        promote_if_better=args.promote_if_better))
     job = desk.submit(spec, svc.classifier_names())
     print(f"queued tuning job {job.id} ({spec.method}, {dataset.records} records, dataset "
           f"{dataset.id})", file=sys.stderr)

@@ -11,6 +11,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from generation.errors import (
+    AdapterError,
+    AdapterInUse,
+    AdapterMismatch,
+    AdapterNotFound,
     GenerationError,
     InvalidRequest,
     ModelImportError,
@@ -28,9 +32,6 @@ from retrieval.errors import (
     InvalidSearch,
 )
 from tuning.errors import (
-    AdapterInUse,
-    AdapterMismatch,
-    AdapterNotFound,
     ClassifierMismatch,
     ClassifierNotFound,
     DatasetError,
@@ -90,6 +91,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (PromptTooLong, 422, "prompt_too_long"),
     (ModelImportError, 422, "model_import_failed"),
     (TuningError, 422, "tuning_error"),
+    (AdapterError, 422, "adapter_error"),
     (ValueError, 422, "invalid"),
     (GenerationError, 503, "generator_unavailable"),
 ]

@@ -13,12 +13,16 @@ class CollectionCreate(BaseModel):
     name: str = Field(..., examples=["handbook"])
     chunk_size: int | None = Field(None, ge=16, le=8192, description="tokens per chunk")
     chunk_overlap: int | None = Field(None, ge=0, description="tokens shared by neighbours")
+    index: str | None = Field(None, examples=["hnsw"], description="vector index type: flat "
+                              "(exact), numpy (exact), hnsw or ivfpq (approximate, for ~1M chunks); "
+                              "default RAGTUNE_INDEX")
 
 
 class CollectionOut(BaseModel):
     name: str
     chunk_size: int
     chunk_overlap: int
+    index: str = Field(..., description="vector index type")
     embedder: str
     dim: int
     documents: int
@@ -151,3 +155,65 @@ class AdapterOut(BaseModel):
 class AdapterList(BaseModel):
     adapters: list[AdapterOut]
     active: str | None = Field(..., description="the active adapter; null: the base model")
+
+
+class DatasetOut(BaseModel):
+    id: str = Field(..., description="dataset id, for jobs' dataset_id")
+    filename: str
+    kind: str = Field(..., description="train | labelled | questions")
+    format: str
+    records: int
+    bytes: int
+    sha256: str
+    created_at: str
+
+
+class GateOut(BaseModel):
+    regex: str | None
+    max_chars: int | None
+    required_phrase: str | None
+    eval_collection: str | None
+    eval_questions: str | None = Field(..., description="a stored questions dataset id")
+    prompts: int
+    max_new_tokens: int
+    promote_if_better: bool
+
+
+class JobSpecOut(BaseModel):
+    name: str
+    dataset_id: str
+    method: str
+    model: str = Field(..., description="the base model trained on (inside the data dir: relative)")
+    valid_dataset_id: str | None
+    train: dict[str, Any] = Field(..., description="TrainConfig options given")
+    gate: GateOut
+    label_column: str
+
+
+class TuningJobOut(BaseModel):
+    job_id: str
+    name: str
+    state: str = Field(..., description="queued | running | succeeded | failed | cancelled | "
+                       "interrupted")
+    spec: JobSpecOut
+    phase: str | None
+    step: int
+    total_steps: int
+    progress: float = Field(..., description="step / total_steps")
+    loss: float | None
+    eval_loss: float | None
+    tokens_per_s: float | None
+    eta_s: float | None
+    epoch: float | None
+    error: str | None
+    result: dict[str, Any] | None = Field(..., description="metrics, the gate's report, where the "
+                                          "adapter went")
+    pid: int | None
+    attempts: int
+    cancel_requested: bool
+    resume: bool
+    resumable: bool
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str

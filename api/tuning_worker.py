@@ -1,9 +1,9 @@
 """The tuning worker process: `python -m api.tuning_worker --job ID`, started by the runner.
 
 It reads the service's settings from RAGTUNE_WORKER_SETTINGS (JSON, set by the runner) or the usual
-RAGTUNE_* variables, wires what a job needs (model loading, the embedder and collections for the
-gate's eval and for linear probes) and runs the job. SIGTERM asks it to stop at the next step with
-a checkpoint (the job is then `interrupted`, and resumable).
+RAGTUNE_* variables, wires only what a job needs (model loading, the embedder and collections for
+the gate's eval and for linear probes; not the server's `Services`) and runs the job. SIGTERM asks
+it to stop at the next step with a checkpoint (the job is then `interrupted`, and resumable).
 """
 
 from __future__ import annotations
@@ -14,12 +14,18 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tuning.jobs import TuningJob
+from generation.adapter_registry import AdapterRegistry
+from generation.adapters import BASE
+from tuning.jobs import PROBE, TuningJob
 from tuning.worker import Hooks, JobExecutor
 
+from .answering import answering_config
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from .corpus import Corpus
 
 ENV = "RAGTUNE_WORKER_SETTINGS"
 
@@ -29,8 +35,9 @@ def settings_from_env() -> Settings:
     return Settings.model_validate_json(raw) if raw else Settings()
 
 
-def make_hooks(svc: Any) -> Hooks:
-    settings = svc.settings
+def make_hooks(settings: Settings, corpus: Corpus, adapters: AdapterRegistry) -> Hooks:
+    """What a job may need: loading a base model, answering a collection's golden questions (the
+    gate's accuracy check) and the embedder (linear probes)."""
 
     def load(path: str) -> Any:
         from generation.loading import LoadConfig, load_model, resolve_quantization
@@ -39,20 +46,24 @@ def make_hooks(svc: Any) -> Hooks:
         return load_model(path, LoadConfig(quantization=mode, device=settings.device))
 
     def eval_accuracy(collection: str, questions: Path, gen: Any) -> dict[str, Any]:
+        from generation.answerability import DEFAULT_MODEL, AnswerabilityModel
         from generation.evaluation import evaluate, load_questions
         from generation.rag import RagAnswerer
 
-        config = svc.ask_config()
-        answerer = RagAnswerer(lambda: gen, svc.embedder.embed_batch)
+        classifier = AnswerabilityModel.load(settings.answerability_model or DEFAULT_MODEL) \
+            if settings.answerability else None
+        active = adapters.active()
+        config = answering_config(settings, None if active in (None, BASE) else active, classifier)
+        answerer = RagAnswerer(lambda: gen, corpus.embedder.embed_batch)
         summary, _ = evaluate(load_questions(questions), lambda q: answerer.answer(
-            q, svc.search(collection, q, config.k), config))
+            q, corpus.search(collection, q, config.k), config))
         return summary
 
     def train_probe(job: TuningJob, data: Path) -> dict[str, Any]:
         from tuning.probe import ClassifierRegistry, train_and_register
 
         options = job.spec.train
-        record = train_and_register(job.spec.name, data, svc.embedder,
+        record = train_and_register(job.spec.name, data, corpus.embedder,
                                     ClassifierRegistry(settings.data_dir / "classifiers"),
                                     text_column=options.get("text_column", "text"),
                                     label_column=job.spec.label_column, seed=options.get("seed", 42),
@@ -70,15 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     interrupted = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
 
-    from .services import Services
+    from generation.models import ModelRegistry, resolve_model
+    from tuning.service import TuningDesk
 
-    svc = Services(settings_from_env())
-    desk = svc.tuning
+    from .corpus import Corpus
+
+    settings = settings_from_env()
+    adapters = AdapterRegistry(settings.data_dir / "adapters")
+    desk = TuningDesk(settings.data_dir / "tuning", adapters, settings.device)
     job = desk.store.get(args.job)
-    if not job.spec.model and job.spec.method != "linear_probe":
-        job.spec.model = svc.generator_path()
-    executor = JobExecutor(desk.store, desk.datasets, desk.adapters, desk.runs_root,
-                           make_hooks(svc), interrupted)
+    if not job.spec.model and job.spec.method != PROBE:
+        job.spec.model = resolve_model(settings.generator, ModelRegistry(settings.data_dir / "models"))
+    executor = JobExecutor(desk.store, desk.datasets, adapters, desk.runs_root,
+                           make_hooks(settings, Corpus(settings), adapters), interrupted)
     executor.run(job)
     return 0
 

@@ -16,10 +16,10 @@ import argparse
 import gc
 from pathlib import Path
 
-from api.services import Services
 from api.settings import Settings
 from generation.generator import HFGenerator, SamplingConfig
 from generation.loading import LoadConfig, load_model
+from generation.models import ModelRegistry, resolve_model
 
 from . import bounds
 from .common import SHARED, require, write
@@ -119,7 +119,7 @@ def main() -> None:
     if args.quick:
         args.new_tokens = 32
     require(SHARED / "kb_dev" / "docs", "the kb_dev documents (the RAG prompt)")
-    path = Services(Settings(data_dir=args.data_dir)).generator_path(progress=print)
+    path = resolve_model(Settings().generator, ModelRegistry(args.data_dir / "models"), print)
     bound = bounds.measure()
     print(f"bounds: {bound}")
     rows = [run_mode(path, m, args.new_tokens, args.prompt_tokens, args.profile, bound)

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from api.services import Services
+from api.corpus import Corpus
 from api.settings import Settings
 
 from . import bounds
@@ -61,7 +61,7 @@ def main() -> None:
     if docs:
         corpus = first_docs(args.corpus, args.data_dir.parent / f"scifact-{docs}.jsonl", docs)
     shutil.rmtree(args.data_dir, ignore_errors=True)
-    svc = Services(Settings(data_dir=args.data_dir))
+    svc = Corpus(Settings(data_dir=args.data_dir))
     svc.create_collection(args.collection)
     report = svc.ingest_paths(args.collection, [corpus])
     summary = report.summary()

@@ -60,11 +60,11 @@ def prepare(out: Path, base: Path) -> None:
 
 def _planted_in_passages(collection: str, data_dir: Path, k: int = 5) -> int:
     """How many kb_dev questions retrieve a passage that holds a planted instruction."""
-    from api.services import Services
+    from api.corpus import Corpus
     from api.settings import Settings
     from generation.evaluation import load_questions
 
-    svc = Services(Settings(data_dir=data_dir))
+    svc = Corpus(Settings(data_dir=data_dir))
     texts = [p["text"][:40] for p in json.loads(PLANTS.read_text(encoding="utf-8"))]
     questions = load_questions(SHARED / "kb_dev" / "questions.jsonl")
     return sum(any(t in h.text for h in svc.search(collection, q.question, k) for t in texts)

@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from api.services import Services
+from api.corpus import Corpus
 from api.settings import Settings
 from generation.evaluation import answer_matches, load_questions
 from generation.lines import LineWeights, first_piece, passage_lines, rank_lines
@@ -31,7 +31,7 @@ GRID = {"lexical": (0.5, 1.0, 2.0), "heading": (0.5,), "semantic": (0.0, 0.5, 1.
         "model": (0.0, 0.25, 0.5, 1.0), "retrieval": (0.0, 0.5, 1.0)}
 
 
-def _cases(svc: Services, run: dict[str, Any]) -> list[tuple[Any, list[Any], str]]:
+def _cases(svc: Corpus, run: dict[str, Any]) -> list[tuple[Any, list[Any], str]]:
     kb = Path(run["kb"])
     name = kb.resolve().name.replace("_", "-")
     gold = {q.id: q for q in load_questions(kb / "questions.jsonl")}
@@ -70,7 +70,7 @@ def main() -> None:
     calib = load(args.calib)
     if "calib" not in calib["kb"]:
         raise SystemExit(f"choose weights on a calib-split run, not {calib['kb']}")
-    svc = Services(Settings(data_dir=args.data_dir))
+    svc = Corpus(Settings(data_dir=args.data_dir))
     sets = {args.calib: _cases(svc, calib), **{c: _cases(svc, load(c)) for c in args.check}}
     vectors: dict[str, Any] = {}
     for cases in sets.values():

@@ -138,7 +138,7 @@ def ask_in_process(svc: Services, collection: str, texts: list[str],
     """Latency of each ask, each claim's (prompt, answer) token counts, and the loaded generator."""
     config = svc.ask_config(k=5, max_new_tokens=tokens)
     svc.ask(collection, texts[0], config)  # loads the generator
-    gen: Any = svc.generator
+    gen: Any = svc.serving.generator
     samples, counts = [], {}
     for text in texts:
         t = time.perf_counter()

@@ -48,7 +48,7 @@ def main() -> None:
                                  focus_sentences=cfg["focus_sentences"],
                                  max_new_tokens=cfg["max_new_tokens"], mode=cfg["mode"],
                                  min_score=-1.0)
-    generator = svc.generator_for(svc.serving_adapter(cfg["adapter"]))
+    generator = svc.serving.generator_for(svc.serving.adapter_for(cfg["adapter"]))
     same = done = 0
     for row, gold in zip(rows, questions, strict=False):
         if row["refused"]:

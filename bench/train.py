@@ -27,12 +27,12 @@ DATA = SHARED / "instruct" / "alpaca_en_demo.json"
 
 
 def one(method: str, steps: int, data_dir: Path) -> dict[str, object]:
-    from api.services import Services
     from api.settings import Settings
+    from generation.models import ModelRegistry, resolve_model
     from tuning.config import TrainConfig
     from tuning.trainer import NativeTrainer
 
-    model = Services(Settings(data_dir=data_dir)).generator_path()
+    model = resolve_model(Settings().generator, ModelRegistry(data_dir / "models"))
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(model=model, data_path=str(DATA), output_dir=out, method=method,
                              batch_size=8, grad_accum=1, max_steps=steps, model_max_length=256,
@@ -60,10 +60,10 @@ def main() -> None:
     bound = bounds.measure()
     from transformers import AutoConfig
 
-    from api.services import Services
     from api.settings import Settings
+    from generation.models import ModelRegistry, resolve_model
 
-    model = Services(Settings(data_dir=args.data_dir)).generator_path()
+    model = resolve_model(Settings().generator, ModelRegistry(args.data_dir / "models"))
     cfg = AutoConfig.from_pretrained(model)
     params = cfg.num_hidden_layers * (4 * cfg.hidden_size ** 2
                                       + 3 * cfg.hidden_size * cfg.intermediate_size)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from api.services import Services
+from api.corpus import Corpus
 from api.settings import Settings
 from retrieval.evaluation import load_qrels, load_queries, run_queries, score_run
 
@@ -22,7 +22,7 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, default=Path("/tmp/ragtune-bench"))
     p.add_argument("--alphas", nargs="+", type=float, default=[0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])
     args = p.parse_args()
-    svc = Services(Settings(data_dir=args.data_dir))
+    svc = Corpus(Settings(data_dir=args.data_dir))
     coll = svc.collection("scifact")
     queries = load_queries(SHARED / "scifact" / "queries.jsonl")
     splits = {s: load_qrels(SHARED / "scifact" / "qrels" / f"{s}.tsv") for s in ("train", "test")}

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .spans import SpanConstraint
+from .tokenizer import Tokenizer
 
 WIDE_K = 1024
 
@@ -21,7 +22,7 @@ WIDE_K = 1024
 class SpanLogitsProcessor:
     """A transformers LogitsProcessor (batch of one or more rows sharing one constraint)."""
 
-    def __init__(self, constraint: SpanConstraint, tokenizer: Any, prompt_len: int,
+    def __init__(self, constraint: SpanConstraint, tokenizer: Tokenizer, prompt_len: int,
                  eos_token_ids: Sequence[int], top_k: int = 24) -> None:
         if top_k < 1:
             raise ValueError(f"top_k {top_k!r} must be at least 1")

@@ -41,3 +41,20 @@ class PromptTooLong(GenerationError):
 
 class AdapterNotLoaded(GenerationError):
     """An adapter asked of a generator that has not loaded it (or cannot load adapters at all)."""
+
+
+class AdapterError(GenerationError):
+    """An adapter that cannot be registered, served, merged or chosen as asked."""
+
+
+class AdapterNotFound(AdapterError):
+    """An adapter name that is not in the registry."""
+
+
+class AdapterMismatch(AdapterError):
+    """An adapter trained on another base model or tokenizer than the one it is put on."""
+
+
+class AdapterInUse(AdapterMismatch):
+    """An adapter that cannot be deleted because it is the one being served (a conflict, as a
+    mismatch is: both are answered 409)."""

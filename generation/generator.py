@@ -23,6 +23,7 @@ from . import adapters as peft_adapters
 from .errors import GenerationError, InvalidRequest, PromptTooLong
 from .loading import LoadedModel
 from .spans import SpanConstraint
+from .tokenizer import Tokenizer
 
 Messages = list[dict[str, str]]
 ROLES = ("system", "user", "assistant")
@@ -116,7 +117,7 @@ def fallback_prompt(messages: Messages) -> str:
     return "\n\n".join(turns) + "\n\nAssistant:"
 
 
-def render_prompt(tokenizer: Any, messages: Messages) -> str:
+def render_prompt(tokenizer: Tokenizer, messages: Messages) -> str:
     """The prompt text for `messages`, ending where the assistant's answer starts."""
     if not getattr(tokenizer, "chat_template", None):
         return fallback_prompt(messages)
@@ -130,7 +131,7 @@ def render_prompt(tokenizer: Any, messages: Messages) -> str:
     return _apply_template(tokenizer, [merged, *messages[2:]])
 
 
-def _apply_template(tokenizer: Any, messages: Messages) -> str:
+def _apply_template(tokenizer: Tokenizer, messages: Messages) -> str:
     return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
 
 
@@ -318,7 +319,7 @@ class HFGenerator:
         self._peft: Any | None = None  # the peft wrapper around loaded.model, once adapters exist
 
     @property
-    def tokenizer(self) -> Any:
+    def tokenizer(self) -> Tokenizer:
         return self.loaded.tokenizer
 
     @property

@@ -238,14 +238,16 @@ class ModelRegistry:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._sweep_stale()
 
-    def _sweep_stale(self) -> None:
-        """Remove temporary directories left by imports that crashed (old enough to be dead)."""
-        cutoff = time.time() - STALE_TMP_SECONDS
+    def sweep_stale(self) -> list[str]:
+        """Remove temporary directories left by imports that crashed (old enough to be dead); the
+        names removed. The server calls this once at start-up; opening a registry never does."""
+        cutoff, removed = time.time() - STALE_TMP_SECONDS, []
         for tmp in self.root.glob(".tmp-*"):
             if tmp.is_dir() and tmp.stat().st_mtime < cutoff:
                 shutil.rmtree(tmp, ignore_errors=True)
+                removed.append(tmp.name)
+        return sorted(removed)
 
     def list(self) -> list[ModelInfo]:
         infos = []
@@ -283,3 +285,13 @@ class ModelRegistry:
                 if (target / "config.json").is_file():  # another process won the race
                     return target
                 raise
+
+
+def resolve_model(name: str, registry: ModelRegistry, progress: Progress | None = None) -> str:
+    """Model `name` as a loadable path: a registry name (the default one is imported from its
+    packaged GGUF on first use), else `name` itself (a local directory, or a hub id)."""
+    if name == DEFAULT_MODEL:
+        return str(registry.ensure_default(progress))
+    if name in {m.name for m in registry.list()}:
+        return str(registry.path(name))
+    return name

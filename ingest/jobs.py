@@ -20,7 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .pipeline import FileResult, IngestReport
+from retrieval.catalog import Catalog
+from retrieval.embedder import Embedder
+
+from .archive import ArchiveLimits
+from .pipeline import FileResult, ingest_paths
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -50,9 +54,6 @@ class Job:
     created_at: str = ""
     started_at: str | None = None
     finished_at: str | None = None
-
-
-Runner = Callable[[Job, Path, Callable[[FileResult], None]], IngestReport]
 
 
 def _now() -> str:
@@ -112,14 +113,19 @@ def _job(row: tuple[Any, ...]) -> Job:
 
 
 class IngestWorker:
-    """Runs queued jobs one at a time in a daemon thread."""
+    """Runs queued jobs one at a time in a daemon thread: each ingests its uploaded files into its
+    collection of `catalog` with the embedder that `embedder` returns (called when a job runs, so
+    the model loads on the first job, not at start-up)."""
 
-    def __init__(self, root: Path, runner: Runner) -> None:
+    def __init__(self, root: Path, catalog: Catalog, embedder: Callable[[], Embedder],
+                 archive_limits: ArchiveLimits | None = None) -> None:
         self.root = root
         self.uploads = root / "uploads"
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.store = JobStore(root / "jobs.sqlite")
-        self._runner = runner
+        self._catalog = catalog
+        self._embedder = embedder
+        self._archive_limits = archive_limits
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="ingest-worker", daemon=True)
         self._started = False
@@ -195,7 +201,10 @@ class IngestWorker:
             self.store.update(job)
 
         try:
-            report = self._runner(job, self.uploads / job.id, on_result)
+            embedder = self._embedder()
+            report = ingest_paths(self._catalog.open(job.collection, embedder), embedder,
+                                  [self.uploads / job.id / f for f in job.files], job.metadata,
+                                  archive_limits=self._archive_limits, on_result=on_result)
         except Exception as exc:  # noqa: BLE001 - a failed job must not stop the worker
             self._finish(job, "failed", f"{type(exc).__name__}: {exc}")
             return

@@ -11,6 +11,7 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,8 @@ from retrieval.collection import Collection
 from retrieval.embedder import Embedder
 from retrieval.types import ChunkRecord, DocumentRecord
 
-from .chunking import Chunker
+from .chunking import Chunker, ChunkingConfig
+from .loaders import ArchiveLimits, iter_documents
 from .types import FileFailure, LoadedDocument
 
 STAGES = ("parse", "chunk", "embed", "commit", "index_save")
@@ -87,6 +89,15 @@ class IngestPipeline:
         self.chunker = chunker
         self.batch_chunks = batch_chunks
         self.extra_metadata = extra_metadata or {}
+
+    @classmethod
+    def for_collection(cls, collection: Collection, embedder: Embedder,
+                       extra_metadata: dict[str, Any] | None = None) -> IngestPipeline:
+        """A pipeline that chunks by `collection`'s own chunk settings, counted in `embedder`'s
+        tokens."""
+        config = ChunkingConfig(collection.config.chunk_size, collection.config.chunk_overlap)
+        return cls(collection, embedder, Chunker(config, embedder.count_tokens),
+                   extra_metadata=extra_metadata)
 
     def run(self, items: Iterable[LoadedDocument | FileFailure],
             on_result: Callable[[FileResult], None] | None = None,
@@ -156,6 +167,22 @@ class IngestPipeline:
         for p, out in zip(pending, outcomes, strict=True):
             emit(FileResult(p.doc.source, out.status, doc_id=out.doc_id, chunks=out.chunks_added,
                             warnings=p.warnings))
+
+
+def ingest_paths(collection: Collection, embedder: Embedder, paths: list[Path],
+                 metadata: dict[str, Any] | None = None, *,
+                 archive_limits: ArchiveLimits | None = None,
+                 on_result: Callable[[FileResult], None] | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> IngestReport:
+    """The ingest recipe: every file under `paths` (folders walked, archives opened within
+    `archive_limits`) chunked by the collection's own chunk settings, embedded with `embedder`
+    and committed to `collection`, which is searchable by keyword too once this returns.
+    `metadata` is added to every document's own."""
+    items = iter_documents(paths, archive_limits=archive_limits or ArchiveLimits())
+    report = IngestPipeline.for_collection(collection, embedder, metadata).run(
+        items, on_result=on_result, should_stop=should_stop)
+    collection.settle_keyword_index()
+    return report
 
 
 def _timed(items: Iterable[Any], stages: dict[str, float]) -> Iterator[Any]:

@@ -19,7 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .collection import Collection, CollectionConfig
-from .errors import CollectionExists, CollectionNotFound, InvalidName
+from .embedder import Embedder
+from .errors import CollectionExists, CollectionNotFound, EmbedderMismatch, InvalidName
 from .owners import current_owner, owner_gone
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
@@ -99,6 +100,17 @@ class Catalog:
             coll = Collection(path, config, use_gpu=self._use_gpu)
             self._open[name] = coll
             return coll
+
+    def open(self, name: str, embedder: Embedder) -> Collection:
+        """Collection `name`, to be searched or filled with `embedder`'s vectors: refused when it
+        was built with another embedder, whose vectors `embedder`'s queries cannot be compared with."""
+        coll = self.get(name)
+        if coll.config.embedder != embedder.name or coll.config.dim != embedder.dim:
+            raise EmbedderMismatch(
+                f"collection {name!r} was built with embedder {coll.config.embedder!r} "
+                f"(dim {coll.config.dim}) but ragtune is running {embedder.name!r} "
+                f"(dim {embedder.dim}); set RAGTUNE_EMBEDDER back or re-ingest into a new collection")
+        return coll
 
     def delete(self, name: str) -> None:
         with self._lock:

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 
+from generation.adapter_registry import check_name as adapter_name
 from generation.models import check_name as model_name
 from retrieval.catalog import check_name as collection_name
 from retrieval.errors import InvalidName
-from tuning.adapters import check_name as adapter_name
 from tuning.probe import check_name as classifier_name
 
 CHECKS: list[Callable[[str], None]] = [collection_name, model_name, adapter_name, classifier_name]

@@ -4,7 +4,7 @@ Four formats are understood: `alpaca` (instruction, input?, output), `chat` (mes
 assistant turn), `prompt_completion` (prompt, completion) and `text` (one plain-text column). The whole
 file is checked before any training starts; up to `MAX_PROBLEMS` problems are collected and raised as
 one DatasetError, each naming its 1-based line (for a JSON array, the record's index + 1) and field.
-Tokenisation with loss masks lives in `tuning.tokenization` and is re-exported here.
+Tokenisation with loss masks lives in `tuning.tokenization`, which reads the Samples made here.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import DatasetError
-from .tokenization import TokenizedExample, TokenizeReport, tokenize_example, tokenize_samples
 
 __all__ = [
-    "FORMATS", "Sample", "TokenizedExample", "TokenizeReport", "dataset_hash", "detect_format",
-    "load_samples", "read_records", "split", "to_sample", "tokenize_example", "tokenize_samples",
+    "FORMATS", "Messages", "Sample", "dataset_hash", "detect_format", "load_samples", "read_records",
+    "split", "to_sample",
 ]
 
 FORMATS = ("alpaca", "chat", "prompt_completion", "text")

@@ -36,25 +36,12 @@ class DatasetError(TuningError):
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
 
-class AdapterNotFound(TuningError):
-    """An adapter name that is not in the registry."""
-
-
-class AdapterMismatch(TuningError):
-    """An adapter trained on another base model or tokenizer than the one it is put on."""
-
-
 class ClassifierNotFound(TuningError):
     """A classifier name that is not in the registry."""
 
 
 class ClassifierMismatch(TuningError):
     """A classifier used with another embedder than the one its head was trained on."""
-
-
-class AdapterInUse(AdapterMismatch):
-    """An adapter that cannot be deleted because it is the one being served (a conflict, as a
-    mismatch is: both are answered 409)."""
 
 
 class DatasetNotFound(TuningError):

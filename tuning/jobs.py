@@ -116,6 +116,27 @@ class JobSpec:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class JobRequest:
+    """A job as a user asks for it (over HTTP or `ragtune tune start`), before it is planned into a
+    JobSpec: the method, the base model and the gate may be left to their defaults."""
+
+    name: str
+    dataset_id: str | None
+    method: str | None = None
+    model: str | None = None
+    """A model directory (or hub id) to train on; None: the serving generator."""
+    valid_dataset_id: str | None = None
+    train: dict[str, Any] = field(default_factory=dict)
+    label_column: str = "label"
+    checks: dict[str, Any] | None = None
+    eval_collection: str | None = None
+    eval_questions: str | None = None
+    gate_prompts: int = 50
+    gate_max_new_tokens: int = 96
+    promote_if_better: bool = False
+
+
 @dataclass
 class TuningJob:
     id: str

@@ -3,16 +3,17 @@ questions about jobs. Shared by the HTTP API and the CLI; the runner and workers
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .adapters import AdapterRegistry, check_name
+from generation.adapter_registry import AdapterRegistry, check_name
+
 from .config import METHODS, TrainConfig
 from .dataset_store import DatasetStore
 from .datasets import load_samples
 from .errors import DatasetError, InvalidConfig, TuningError
-from .jobs import PROBE, GateSpec, JobSpec, JobStore, TuningJob
+from .jobs import PROBE, GateSpec, JobRequest, JobSpec, JobStore, TuningJob
 from .runner import WORKER_LOG
 
 JOB_METHODS = (*METHODS, PROBE)
@@ -21,12 +22,45 @@ PROBE_OPTIONS = ("text_column", "seed", "val_fraction")
 
 
 class TuningDesk:
-    def __init__(self, root: Path, adapters: AdapterRegistry) -> None:
+    """Jobs, datasets and runs under `root`; trained adapters go to `adapters`. A job that names no
+    base model trains on `serving_model()` (called only then: resolving it may import the model);
+    `device` picks the default method; `open_collection(name)` raises when a gate's evaluation
+    collection cannot be used."""
+
+    def __init__(self, root: Path, adapters: AdapterRegistry, device: str = "auto",
+                 serving_model: Callable[[], str] | None = None,
+                 open_collection: Callable[[str], object] | None = None) -> None:
         self.root = Path(root)
         self.store = JobStore(self.root / "jobs.sqlite")
         self.datasets = DatasetStore(self.root / "datasets")
         self.runs_root = self.root / "runs"
         self.adapters = adapters
+        self.device = device
+        self._serving_model = serving_model
+        self._open_collection = open_collection
+
+    def plan(self, request: JobRequest) -> JobSpec:
+        """The JobSpec for `request`, its defaults filled in: the method (qlora on CUDA, lora
+        elsewhere), the base model (the serving generator) and the gate. The eval collection must
+        be usable now, not after training; the data is checked by `submit`."""
+        if not request.dataset_id:
+            raise InvalidConfig("give the training data: a stored `dataset_id`, or upload `file`")
+        gate = gate_spec(request.checks, eval_collection=request.eval_collection,
+                         eval_questions=request.eval_questions, prompts=request.gate_prompts,
+                         max_new_tokens=request.gate_max_new_tokens,
+                         promote_if_better=request.promote_if_better)
+        if gate.eval_collection and self._open_collection is not None:
+            self._open_collection(gate.eval_collection)
+        method = request.method or default_method(self.device, request.train)
+        model = "" if method == PROBE else request.model or self._default_model()
+        return JobSpec(name=request.name, dataset_id=request.dataset_id, method=method, model=model,
+                       valid_dataset_id=request.valid_dataset_id, train=dict(request.train),
+                       gate=gate, label_column=request.label_column)
+
+    def _default_model(self) -> str:
+        if self._serving_model is None:
+            raise ValueError("name the base model to train on: this desk knows no serving model")
+        return self._serving_model()
 
     def check(self, spec: JobSpec, classifier_names: set[str] | None = None) -> None:
         """Everything that can be known wrong before training, raised as ValueError/DatasetError."""

@@ -12,18 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
 
+from generation.tokenizer import Tokenizer
+
+from .datasets import Messages, Sample
 from .errors import TuningError
-
-if TYPE_CHECKING:
-    from .datasets import Sample
 
 IGNORE = -100
 TRAIN_ON = ("assistant", "all")
 # End-of-turn markers of common templates, besides the tokenizer's own eos_token.
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
-Messages = list[dict[str, str]]
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class TokenizeReport:
     dropped_lines: list[int] = field(default_factory=list)
 
 
-def end_of_turn_ids(tokenizer: Any) -> set[int]:
+def end_of_turn_ids(tokenizer: Tokenizer) -> set[int]:
     """Ids that end an assistant turn: eos_token and the known end-of-turn markers in the vocab."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     vocab = tokenizer.get_vocab()
@@ -57,12 +55,12 @@ def end_of_turn_ids(tokenizer: Any) -> set[int]:
     return ids
 
 
-def _encode(tokenizer: Any, text: str) -> list[int]:
+def _encode(tokenizer: Tokenizer, text: str) -> list[int]:
     # The template writes its own special tokens (BOS included, where it wants one).
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _render(tokenizer: Any, messages: Messages, generation_prompt: bool) -> list[int]:
+def _render(tokenizer: Tokenizer, messages: Messages, generation_prompt: bool) -> list[int]:
     try:
         text = tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=generation_prompt)
@@ -79,7 +77,7 @@ def _assistant_end(ids: list[int], start: int, stops: set[int]) -> int:
     return len(ids)
 
 
-def _template_example(tokenizer: Any, messages: Messages) -> tuple[list[int], list[int]]:
+def _template_example(tokenizer: Tokenizer, messages: Messages) -> tuple[list[int], list[int]]:
     ids = _render(tokenizer, messages, generation_prompt=False)
     labels = [IGNORE] * len(ids)
     stops = end_of_turn_ids(tokenizer)
@@ -92,11 +90,16 @@ def _template_example(tokenizer: Any, messages: Messages) -> tuple[list[int], li
         labels[start:end] = ids[start:end]
     if messages[-1]["role"] == "assistant" and not stops.intersection(ids[-3:]):
         # A template that writes no end-of-turn token: add EOS, or the model never learns to stop.
-        ids, labels = ids + [tokenizer.eos_token_id], labels + [tokenizer.eos_token_id]
+        eos = tokenizer.eos_token_id
+        if eos is None:
+            raise TuningError("the chat template writes no end-of-turn token and the tokenizer has "
+                              "no EOS token, so the model could not learn to stop; use a "
+                              "tokenizer that has an eos_token")
+        ids, labels = ids + [eos], labels + [eos]
     return ids, labels
 
 
-def _prefix(tokenizer: Any, messages: Messages, full: list[int], generation_prompt: bool) -> list[int]:
+def _prefix(tokenizer: Tokenizer, messages: Messages, full: list[int], generation_prompt: bool) -> list[int]:
     part = _render(tokenizer, messages, generation_prompt) if messages else []
     if full[: len(part)] != part:
         raise TuningError(
@@ -106,7 +109,7 @@ def _prefix(tokenizer: Any, messages: Messages, full: list[int], generation_prom
     return part
 
 
-def _fallback_example(tokenizer: Any, messages: Messages) -> tuple[list[int], list[int]]:
+def _fallback_example(tokenizer: Tokenizer, messages: Messages) -> tuple[list[int], list[int]]:
     """Segment by segment (so the mask is exact) in generation's "Role: text" fallback layout."""
     eos = tokenizer.eos_token or ""
     ids: list[int] = list(tokenizer("", add_special_tokens=True)["input_ids"])  # BOS, if any
@@ -124,7 +127,7 @@ def _fallback_example(tokenizer: Any, messages: Messages) -> tuple[list[int], li
     return ids, labels
 
 
-def tokenize_example(tokenizer: Any, messages: Messages, max_length: int,
+def tokenize_example(tokenizer: Tokenizer, messages: Messages, max_length: int,
                      train_on: str = "assistant", line: int = 0) -> TokenizedExample:
     """input_ids and labels for `messages`, cut to `max_length` tokens.
 
@@ -145,7 +148,7 @@ def tokenize_example(tokenizer: Any, messages: Messages, max_length: int,
     return TokenizedExample(ids[:max_length], labels[:max_length], line)
 
 
-def tokenize_text(tokenizer: Any, text: str, max_length: int, line: int = 0) -> TokenizedExample:
+def tokenize_text(tokenizer: Tokenizer, text: str, max_length: int, line: int = 0) -> TokenizedExample:
     """A plain text trained on whole, followed by EOS."""
     ids = list(tokenizer(text, add_special_tokens=True)["input_ids"])
     if tokenizer.eos_token_id is not None:
@@ -153,7 +156,7 @@ def tokenize_text(tokenizer: Any, text: str, max_length: int, line: int = 0) -> 
     return TokenizedExample(ids[:max_length], ids[:max_length], line)
 
 
-def tokenize_samples(tokenizer: Any, samples: Sequence[Sample], max_length: int,
+def tokenize_samples(tokenizer: Tokenizer, samples: Sequence[Sample], max_length: int,
                      train_on: str = "assistant") -> tuple[list[TokenizedExample], TokenizeReport]:
     """Tokenise every sample; those left with no supervised token after truncation are dropped."""
     report = TokenizeReport()

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .adapters import AdapterRegistry
+from generation.adapter_registry import AdapterRegistry
+
 from .base import Progress
 from .config import TrainConfig
 from .dataset_store import DatasetStore

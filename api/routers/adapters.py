@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from tuning.adapters import AdapterRecord
+from generation.adapter_registry import AdapterRecord
 
 from ..deps import ServicesDep
 from ..schemas import AdapterList, AdapterOut
@@ -24,7 +24,7 @@ def adapter_out(record: AdapterRecord, services: Services) -> AdapterOut:
         base_hash=record.base_hash, dataset_hash=record.dataset_hash, config=record.config,
         metrics=record.metrics, created_at=record.created_at,
         active=services.adapters.active() == record.name,
-        loaded=record.name in services.loaded_adapters())
+        loaded=record.name in services.serving.loaded_adapters())
 
 
 @router.get("", response_model=AdapterList)
@@ -37,7 +37,7 @@ def list_adapters(services: ServicesDep) -> AdapterList:
 @router.post("/deactivate", response_model=AdapterList)
 def deactivate(services: ServicesDep) -> AdapterList:
     """Serve the base model to requests that name no adapter."""
-    services.deactivate_adapter()
+    services.serving.deactivate()
     return list_adapters(services)
 
 
@@ -48,10 +48,10 @@ def get_adapter(name: str, services: ServicesDep) -> AdapterOut:
 
 @router.post("/{name}/activate", response_model=AdapterOut)
 def activate(name: str, services: ServicesDep) -> AdapterOut:
-    return adapter_out(services.activate_adapter(name), services)
+    return adapter_out(services.serving.activate(name), services)
 
 
 @router.delete("/{name}", status_code=204)
 def delete_adapter(name: str, services: ServicesDep) -> Response:
-    services.delete_adapter(name)
+    services.serving.delete(name)
     return Response(status_code=204)

@@ -15,13 +15,13 @@ router = APIRouter(prefix="/v1/collections", tags=["collections"])
 def collection_out(coll: Collection) -> CollectionOut:
     cfg = coll.config
     return CollectionOut(name=cfg.name, chunk_size=cfg.chunk_size, chunk_overlap=cfg.chunk_overlap,
-                         embedder=cfg.embedder, dim=cfg.dim, created_at=cfg.created_at,
+                         index=cfg.index_type, embedder=cfg.embedder, dim=cfg.dim, created_at=cfg.created_at,
                          **coll.stats())
 
 
 @router.post("", status_code=201, response_model=CollectionOut)
 def create_collection(body: CollectionCreate, services: ServicesDep) -> CollectionOut:
-    coll = services.create_collection(body.name, body.chunk_size, body.chunk_overlap)
+    coll = services.create_collection(body.name, body.chunk_size, body.chunk_overlap, body.index)
     return collection_out(coll)
 
 

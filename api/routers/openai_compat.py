@@ -83,7 +83,7 @@ def _pieces(services: Services, body: ChatRequest) -> tuple[Iterator[str | Answe
     sampling = SamplingConfig(max_new_tokens=max_new, temperature=body.temperature,
                               top_p=body.top_p)
     messages = [m.model_dump() for m in body.messages]
-    adapter = services.serving_adapter(body.adapter)
+    adapter = services.serving.adapter_for(body.adapter)
     return services.chat_stream(messages, sampling, adapter), adapter
 
 
@@ -127,9 +127,9 @@ def chat_completions(body: ChatRequest, services: ServicesDep,
 
 
 def _usage(services: Services, body: ChatRequest, text: str) -> dict[str, int]:
-    if not services.generator_loaded:
+    if not services.serving.loaded:
         return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
-    gen = services.generator
+    gen = services.serving.generator
     prompt = gen.prompt_tokens([m.model_dump() for m in body.messages])
     completion = gen.count_tokens(text)
     return {"prompt_tokens": prompt, "completion_tokens": completion,

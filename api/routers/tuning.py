@@ -17,12 +17,13 @@ from starlette.concurrency import run_in_threadpool
 
 from tuning.dataset_store import DatasetRecord
 from tuning.errors import DatasetError
-from tuning.jobs import JobSpec, TuningJob
-from tuning.service import JOB_METHODS, default_method, gate_spec
+from tuning.jobs import JobRequest, TuningJob
+from tuning.service import JOB_METHODS
 
 from .. import sse
 from ..deps import ServicesDep
 from ..errors import BadRequest, without_data_dir
+from ..schemas import DatasetOut, GateOut, JobSpecOut, TuningJobOut
 from ..uploads import copy_bounded, upload_name
 
 router = APIRouter(prefix="/v1/tuning", tags=["tuning"])
@@ -60,13 +61,34 @@ class JobCreate(BaseModel):
     promote_if_better: bool = False
 
 
-def job_out(job: TuningJob, data_dir: Path) -> dict[str, Any]:
+def job_out(job: TuningJob, data_dir: Path) -> TuningJobOut:
     """The job as the API shows it: paths inside the data dir read relative to it."""
-    out = job.to_json()
-    out["job_id"] = out.pop("id")
-    out["progress"] = round(job.step / job.total_steps, 4) if job.total_steps else 0.0
-    out["resumable"] = job.resumable
-    return _relative(out, data_dir)
+    spec, gate = job.spec, job.spec.gate
+    return TuningJobOut(
+        job_id=job.id, name=job.name, state=job.state,
+        spec=JobSpecOut(
+            name=spec.name, dataset_id=spec.dataset_id, method=spec.method,
+            model=without_data_dir(spec.model, data_dir), valid_dataset_id=spec.valid_dataset_id,
+            train=spec.train, label_column=spec.label_column,
+            gate=GateOut(regex=gate.regex, max_chars=gate.max_chars,
+                         required_phrase=gate.required_phrase, eval_collection=gate.eval_collection,
+                         eval_questions=gate.eval_questions, prompts=gate.prompts,
+                         max_new_tokens=gate.max_new_tokens,
+                         promote_if_better=gate.promote_if_better)),
+        phase=job.phase, step=job.step, total_steps=job.total_steps,
+        progress=round(job.step / job.total_steps, 4) if job.total_steps else 0.0,
+        loss=job.loss, eval_loss=job.eval_loss, tokens_per_s=job.tokens_per_s, eta_s=job.eta_s,
+        epoch=job.epoch, error=without_data_dir(job.error, data_dir) if job.error else None,
+        result=_relative(job.result, data_dir), pid=job.pid, attempts=job.attempts,
+        cancel_requested=job.cancel_requested, resume=job.resume, resumable=job.resumable,
+        created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        updated_at=job.updated_at)
+
+
+def dataset_out(record: DatasetRecord) -> DatasetOut:
+    return DatasetOut(id=record.id, filename=record.filename, kind=record.kind,
+                      format=record.format, records=record.records, bytes=record.bytes,
+                      sha256=record.sha256, created_at=record.created_at)
 
 
 def _relative(value: Any, root: Path) -> Any:
@@ -96,7 +118,7 @@ def _store_upload(services: Any, upload: UploadFile, kind: str, **options: Any) 
 
 
 @router.post("/datasets", status_code=201)
-async def upload_dataset(services: ServicesDep, request: Request) -> dict[str, Any]:
+async def upload_dataset(services: ServicesDep, request: Request) -> DatasetOut:
     """Store a dataset (multipart `file`; form fields `kind` = train | labelled | questions, `format`,
     `text_column`, `label_column`), checked in full first."""
     form = await request.form()
@@ -109,17 +131,17 @@ async def upload_dataset(services: ServicesDep, request: Request) -> dict[str, A
         options["fmt"] = options.pop("format")
     record = await run_in_threadpool(_store_upload, services, upload, kind,  # type: ignore[arg-type]
                                      **options)
-    return record.to_json()
+    return dataset_out(record)
 
 
 @router.get("/datasets")
-def list_datasets(services: ServicesDep) -> list[dict[str, Any]]:
-    return [r.to_json() for r in services.tuning.datasets.list()]
+def list_datasets(services: ServicesDep) -> list[DatasetOut]:
+    return [dataset_out(r) for r in services.tuning.datasets.list()]
 
 
 @router.get("/datasets/{dataset_id}")
-def get_dataset(dataset_id: str, services: ServicesDep) -> dict[str, Any]:
-    return dict(services.tuning.datasets.get(dataset_id).to_json())
+def get_dataset(dataset_id: str, services: ServicesDep) -> DatasetOut:
+    return dataset_out(services.tuning.datasets.get(dataset_id))
 
 
 @router.delete("/datasets/{dataset_id}", status_code=204)
@@ -180,51 +202,47 @@ def registered_model(services: Any, name: str) -> str:
     return str(registry.path(name))
 
 
-def spec_of(req: JobCreate, services: Any) -> JobSpec:
-    if not req.dataset_id:
-        raise BadRequest("give the training data: a stored `dataset_id`, or upload `file`")
-    gate = gate_spec(req.checks.model_dump(exclude_none=True) if req.checks else None,
-                     eval_collection=req.eval_collection, eval_questions=req.eval_questions_id,
-                     prompts=req.gate_prompts, max_new_tokens=req.gate_max_new_tokens,
-                     promote_if_better=req.promote_if_better)
-    if gate.eval_collection:
-        services.collection(gate.eval_collection)  # 404 now, not after training
-    method = req.method or default_method(services.settings.device, req.config)
-    model = "" if method == "linear_probe" else (
-        registered_model(services, req.base_model) if req.base_model else services.generator_path())
-    return JobSpec(name=req.name, dataset_id=req.dataset_id, method=method, model=model,
-                   valid_dataset_id=req.valid_dataset_id, train=req.config, gate=gate,
-                   label_column=req.label_column)
+def job_request(req: JobCreate, services: Any) -> JobRequest:
+    """The job as the tuning desk takes it: a base model named over HTTP is a registered one."""
+    return JobRequest(
+        name=req.name, dataset_id=req.dataset_id, method=req.method,
+        model=registered_model(services, req.base_model) if req.base_model else None,
+        valid_dataset_id=req.valid_dataset_id, train=req.config, label_column=req.label_column,
+        checks=req.checks.model_dump(exclude_none=True) if req.checks else None,
+        eval_collection=req.eval_collection, eval_questions=req.eval_questions_id,
+        gate_prompts=req.gate_prompts, gate_max_new_tokens=req.gate_max_new_tokens,
+        promote_if_better=req.promote_if_better)
 
 
 @router.post("/jobs", status_code=201)
-async def create_job(services: ServicesDep, request: Request) -> dict[str, Any]:
+async def create_job(services: ServicesDep, request: Request) -> TuningJobOut:
     """Queue a fine-tuning job; everything is checked first (data errors name the line)."""
     req = await _job_request(services, request)
     # checking the data (tokenizing every example) must not hold up the event loop
     job = await run_in_threadpool(
-        lambda: services.tuning.submit(spec_of(req, services), services.classifier_names()))
+        lambda: services.tuning.submit(services.tuning.plan(job_request(req, services)),
+                                       services.classifier_names()))
     services.tuning_runner.wake()
     return job_out(job, services.settings.data_dir)
 
 
 @router.get("/jobs")
-def list_jobs(services: ServicesDep) -> list[dict[str, Any]]:
+def list_jobs(services: ServicesDep) -> list[TuningJobOut]:
     return [job_out(j, services.settings.data_dir) for j in services.tuning.store.list()]
 
 
 @router.get("/jobs/{job_id}")
-def get_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
+def get_job(job_id: str, services: ServicesDep) -> TuningJobOut:
     return job_out(services.tuning.store.get(job_id), services.settings.data_dir)
 
 
 @router.post("/jobs/{job_id}/cancel")
-def cancel_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
+def cancel_job(job_id: str, services: ServicesDep) -> TuningJobOut:
     return job_out(services.tuning.store.cancel(job_id), services.settings.data_dir)
 
 
 @router.post("/jobs/{job_id}/resume")
-def resume_job(job_id: str, services: ServicesDep) -> dict[str, Any]:
+def resume_job(job_id: str, services: ServicesDep) -> TuningJobOut:
     """Queue a failed, cancelled or interrupted job again; it continues from its last checkpoint."""
     job = services.tuning.store.requeue(job_id)
     services.tuning_runner.wake()
@@ -247,9 +265,9 @@ def job_logs(job_id: str, services: ServicesDep, follow: bool = True) -> Streami
                 yield sse.event("log", {"source": source, "line": line})
             if current.updated_at != seen:
                 seen = current.updated_at
-                yield sse.event("progress", job_out(current, services.settings.data_dir))
+                yield sse.event("progress", job_out(current, services.settings.data_dir).model_dump())
             if current.finished or not follow:
-                yield sse.event("end", job_out(current, services.settings.data_dir))
+                yield sse.event("end", job_out(current, services.settings.data_dir).model_dump())
                 return
             time.sleep(LOG_POLL_S)
             current = desk.store.get(job_id)

@@ -15,10 +15,11 @@ import generation.loading
 from api.app import create_app
 from api.services import Services
 from api.settings import Settings
+from generation.adapter_registry import AdapterRegistry
+from ingest.pipeline import IngestPipeline
 from tests.conftest import ImportedModel
 from tests.fakes import FakeEmbedder
 from tests.helpers import LOCAL_URL, text_doc
-from tuning.adapters import AdapterRegistry
 from tuning.config import TrainConfig
 
 QUESTION = {"question": "What does the blue pump move?", "max_new_tokens": 6}
@@ -59,7 +60,7 @@ def services(tmp_path: Path, imported_model: ImportedModel,
     (elsewhere / "model.safetensors").write_bytes(b"not the served weights")
     svc.adapters.register("elsewhere", lora_dirs[0], elsewhere, tokenizer, config, "d3", {})
     svc.create_collection("kb")
-    svc.pipeline(svc.collection("kb")).run(
+    IngestPipeline.for_collection(svc.collection("kb"), svc.embedder).run(
         [text_doc("pumps.md", "# Pumps\n\nThe blue pump moves water uphill to the reservoir.")])
     yield svc
     svc.close()
@@ -82,7 +83,7 @@ def test_hot_swap_changes_output_without_reloading_the_base(
         client: TestClient, services: Services, loads: list[str]) -> None:
     base = _ask(client)
     assert base["adapter"] is None and base["answer"]
-    gen: Any = services.generator
+    gen: Any = services.serving.generator
     weight = gen.loaded.model.model.layers[0].self_attn.q_proj.weight
 
     r = client.post("/v1/adapters/tone/activate")
@@ -99,7 +100,7 @@ def test_hot_swap_changes_output_without_reloading_the_base(
     assert other["adapter"] == "tone-2" and other["answer"] not in (base["answer"], tuned["answer"])
 
     assert loads == [str(services.settings.generator)], "the base model was loaded once"
-    assert services.generator is gen and gen.adapters == ("tone", "tone-2")
+    assert services.serving.generator is gen and gen.adapters == ("tone", "tone-2")
     assert gen.loaded.model.model.layers[0].self_attn.q_proj.base_layer.weight is weight
     listed = client.get("/v1/adapters").json()
     flags = {a["name"]: (a["active"], a["loaded"]) for a in listed["adapters"]}
@@ -181,13 +182,13 @@ def _shipped(root: Path, record_dir: Path, name: str) -> None:
 
 def test_prepare_installs_the_packaged_adapters_and_serves_the_default_once(
         services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import api.services
+    import generation.serving
 
     shipped = tmp_path / "packaged"
     shipped.mkdir()
     _shipped(shipped, services.adapters.get("tone").path, "shipped")
     _shipped(shipped, services.adapters.get("elsewhere").path, "shipped-elsewhere")
-    monkeypatch.setattr(api.services, "PACKAGED_ADAPTERS", shipped)
+    monkeypatch.setattr(generation.serving, "PACKAGED_ADAPTERS", shipped)
 
     def fresh(data: str, default: str) -> Services:
         settings = services.settings.model_copy(update={"data_dir": tmp_path / data,
@@ -195,13 +196,13 @@ def test_prepare_installs_the_packaged_adapters_and_serves_the_default_once(
         return Services(settings, embedder=FakeEmbedder())
 
     svc = fresh("fresh", "shipped")
-    done = svc.install_packaged_adapters()
+    done = svc.serving.install_packaged(svc.settings.default_adapter)
     assert "installed adapter shipped" in done and svc.adapters.active() == "shipped"
     assert {r.name for r in svc.adapters.list()} == {"shipped", "shipped-elsewhere"}
-    svc.deactivate_adapter()  # the user's choice of the base is kept by the next prepare
-    assert svc.install_packaged_adapters() == [] and svc.adapters.active() is None
+    svc.serving.deactivate()  # the user's choice of the base is kept by the next prepare
+    assert svc.serving.install_packaged(svc.settings.default_adapter) == [] and svc.adapters.active() is None
 
     other = fresh("other", "shipped-elsewhere")  # trained on another base: the base is served
-    done = other.install_packaged_adapters()
+    done = other.serving.install_packaged(other.settings.default_adapter)
     assert other.adapters.active() is None
     assert any(line.startswith("serving the base model") for line in done), done

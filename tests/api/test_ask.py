@@ -18,6 +18,7 @@ from api.app import create_app
 from api.services import Services
 from api.settings import Settings
 from generation.grounding import REFUSAL
+from ingest.pipeline import IngestPipeline
 from tests.fakes import FakeEmbedder
 from tests.generation.fakes import ScriptedGenerator
 from tests.helpers import LOCAL_URL, text_doc
@@ -42,8 +43,8 @@ def services(tmp_path: Path) -> Iterator[Services]:
     svc = Services(settings, embedder=FakeEmbedder(), generator=ScriptedGenerator(_answer))
     svc.create_collection("kb")
     coll = svc.collection("kb")
-    svc.pipeline(coll).run([text_doc(s, t, "md" if s.endswith(".md") else "txt")
-                            for s, t in DOCS.items()])
+    IngestPipeline.for_collection(coll, svc.embedder).run(
+        [text_doc(s, t, "md" if s.endswith(".md") else "txt") for s, t in DOCS.items()])
     yield svc
     svc.close()
 
@@ -80,7 +81,7 @@ def test_low_retrieval_score_refuses_without_calling_the_model(services: Service
     body = r.json()
     assert body["refused"] is True and body["answer"] == REFUSAL
     assert "scored above" in body["refusal_reason"]
-    assert services.generator.calls == []  # type: ignore[attr-defined]
+    assert services.serving.generator.calls == []  # type: ignore[attr-defined]
 
 
 def test_model_refusal_is_flagged(client: TestClient) -> None:
@@ -189,7 +190,8 @@ def test_strict_mode_refuses_ungrounded_answers(tmp_path: Path) -> None:
     gen = ScriptedGenerator(lambda m: "Penguins play the trombone at midnight.")
     svc = Services(settings, embedder=FakeEmbedder(), generator=gen)
     svc.create_collection("kb")
-    svc.pipeline(svc.collection("kb")).run([text_doc("pumps.md", DOCS["pumps.md"], "md")])
+    IngestPipeline.for_collection(svc.collection("kb"), svc.embedder).run(
+        [text_doc("pumps.md", DOCS["pumps.md"], "md")])
     answer = svc.ask("kb", "what does the blue pump do?", svc.ask_config())
     assert answer.refused and "not supported" in (answer.refusal_reason or "")
     svc.close()

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from api import cli
+from api.corpus import Corpus
 from api.services import Services
+from generation.adapter_registry import AdapterRegistry
 from generation.generator import HFGenerator, SamplingConfig, generate
 from generation.loading import LoadConfig, load_model
 from tests.conftest import ImportedModel
 from tests.fakes import FakeEmbedder
-from tuning.adapters import AdapterRegistry
 from tuning.config import TrainConfig
 
 
@@ -22,6 +23,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
     monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path / "data"))
     embedder = FakeEmbedder()
     monkeypatch.setattr(cli, "_services", lambda s: Services(s, embedder=embedder))
+    monkeypatch.setattr(cli, "open_corpus", lambda s: Corpus(s, embedder=embedder))
 
     def _run(*argv: str) -> int:
         return cli.main(list(argv))
@@ -128,8 +130,9 @@ def test_ask_in_either_answer_style(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("RAGTUNE_MIN_SCORE", "-1")
     gen = ScriptedGenerator(lambda _: "thirty days [1]")
-    monkeypatch.setattr(cli, "_services", lambda s: Services(s, embedder=FakeEmbedder(),
-                                                             generator=gen))
+    embedder = FakeEmbedder()
+    monkeypatch.setattr(cli, "_services", lambda s: Services(s, embedder=embedder, generator=gen))
+    monkeypatch.setattr(cli, "open_corpus", lambda s: Corpus(s, embedder=embedder))
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "b.txt").write_text("Invoices are paid within thirty days. Receipts are kept.")

@@ -10,6 +10,7 @@ import pytest
 from api import cli, cli_synth
 from api.services import Services
 from generation.grounding import REFUSAL
+from ingest.pipeline import IngestPipeline
 from tests.fakes import FakeEmbedder
 from tests.helpers import text_doc
 from tests.tuning.synth_fakes import KB, SYSTEM, UseCaseReplies, kb_replies, serve_chat
@@ -56,7 +57,8 @@ def test_from_collection_writes_rag_examples(services, tmp_path: Path,  # type: 
 
     svc = services(Settings())
     svc.create_collection("kb")
-    svc.pipeline(svc.collection("kb")).run([text_doc(src, text) for src, text, _ in KB])
+    IngestPipeline.for_collection(svc.collection("kb"), svc.embedder).run(
+        [text_doc(src, text) for src, text, _ in KB])
     monkeypatch.setenv("RAGTUNE_OPENAI_MODEL", "tiny")
     out = tmp_path / "rag.jsonl"
     with serve_chat(kb_replies) as server:

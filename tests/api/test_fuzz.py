@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ingest.pipeline import IngestPipeline
+
 schemathesis = pytest.importorskip("schemathesis")
 
 from fastapi.testclient import TestClient  # noqa: E402
@@ -33,7 +35,8 @@ def _app(root: Path) -> TestClient:
                  answer_style="span", answerability=False, max_new_tokens=8)
     svc = Services(s, embedder=FakeEmbedder(), generator=ScriptedGenerator(lambda _: REFUSAL))
     svc.create_collection("kb")
-    svc.pipeline(svc.collection("kb")).run([text_doc("a.txt", "Pumps move water uphill.", "txt")])
+    IngestPipeline.for_collection(svc.collection("kb"), svc.embedder).run(
+        [text_doc("a.txt", "Pumps move water uphill.", "txt")])
     return TestClient(create_app(s, svc), base_url=LOCAL_URL, raise_server_exceptions=False)
 
 

@@ -12,6 +12,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from ingest.jobs import IngestWorker
+from retrieval.catalog import Catalog
+from tests.fakes import FakeEmbedder
 
 
 def _wait(client: TestClient, job_id: str, timeout: float = 20) -> dict[str, Any]:
@@ -174,7 +176,7 @@ def test_upload_folders_left_by_a_kill_are_swept_at_start(tmp_path: Path) -> Non
         (folder / "half.pdf").write_bytes(b"%PDF-1.4 half")
     hour_ago = time.time() - 7200
     os.utime(old, (hour_ago, hour_ago))
-    worker = IngestWorker(tmp_path, runner=lambda *_: None)  # type: ignore[arg-type,return-value]
+    worker = IngestWorker(tmp_path, Catalog(tmp_path), FakeEmbedder)
     worker.start()
     worker.stop()
     assert not old.exists() and young.exists()  # a young folder may be an upload in progress

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from generation.adapter_registry import AdapterRegistry, base_weights_hash, tokenizer_fingerprint
 from generation.adapters import PACKAGED_ADAPTERS
 from generation.generator import HFGenerator
 from generation.grounding import REFUSAL
@@ -15,7 +16,6 @@ from generation.loading import LoadConfig, load_model
 from generation.rag import AskConfig, RagAnswerer
 from retrieval.types import Hit
 from tests.conftest import ImportedModel
-from tuning.adapters import AdapterRegistry, base_weights_hash, tokenizer_fingerprint
 
 NAME = "grounded-qa"
 

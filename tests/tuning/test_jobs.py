@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tuning.adapters import AdapterRegistry
+from generation.adapter_registry import AdapterRegistry
 from tuning.dataset_store import DatasetNotFound, DatasetStore
 from tuning.datasets import Sample
 from tuning.errors import DatasetError, TuningError

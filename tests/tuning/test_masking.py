@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from tuning.datasets import Sample, tokenize_example, tokenize_samples
+from tuning.datasets import Sample
 from tuning.errors import TuningError
-from tuning.tokenization import IGNORE
+from tuning.tokenization import IGNORE, tokenize_example, tokenize_samples
 
 CHAT = [
     {"role": "system", "content": "Be brief."},

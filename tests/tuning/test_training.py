@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tuning.adapters import AdapterRegistry
+from generation.adapter_registry import AdapterRegistry
 from tuning.config import TrainConfig
 from tuning.trainer import HFTrainer, NativeTrainer, Progress, TrainResult, make_trainer
 

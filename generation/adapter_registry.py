@@ -20,16 +20,24 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from .config import TrainConfig
-from .errors import AdapterInUse, AdapterMismatch, AdapterNotFound, TuningError
+from .adapters import BASE
+from .errors import AdapterError, AdapterInUse, AdapterMismatch, AdapterNotFound, InvalidRequest
 
 META_FILE = "ragtune_adapter.json"
 ACTIVE_FILE = "active.json"
-RESERVED_NAMES = ("base",)  # "base" selects the base model without an adapter, per request
+RESERVED_NAMES = (BASE,)  # selects the base model without an adapter, per request
 HASH_CACHE = ".base-weights-sha256.json"  # in the registry: {model dir: {files, sha256}}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+class TrainedWith(Protocol):
+    """How an adapter was trained, as its record keeps it (tuning's TrainConfig is one)."""
+
+    method: str
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -53,17 +61,17 @@ class AdapterRecord:
 
 def check_name(name: str) -> None:
     if not NAME_RE.match(name) or ".." in name:
-        raise ValueError(f"adapter name {name!r} must be 1-64 letters, digits, '_', '-' or '.', "
-                         "starting with a letter or digit")
+        raise InvalidRequest(f"adapter name {name!r} must be 1-64 letters, digits, '_', '-' or '.', "
+                             "starting with a letter or digit")
     if name.lower() in RESERVED_NAMES:
-        raise ValueError(f"adapter name {name!r} is reserved: it selects the base model without an "
-                         "adapter; pick another name")
+        raise InvalidRequest(f"adapter name {name!r} is reserved: it selects the base model without an "
+                             "adapter; pick another name")
 
 
 def _weight_files(model_dir: Path) -> list[Path]:
     files = sorted(model_dir.glob("*.safetensors")) or sorted(model_dir.glob("*.bin"))
     if not files:
-        raise TuningError(f"{model_dir} holds no model weights (*.safetensors); is it a model directory?")
+        raise AdapterError(f"{model_dir} holds no model weights (*.safetensors); is it a model directory?")
     return files
 
 
@@ -118,12 +126,12 @@ class AdapterRegistry:
         self._active_stamp: tuple[int, int, int] | None = None
 
     def register(self, name: str, adapter_dir: Path, base_model_path: str | Path, tokenizer: Any,
-                 config: TrainConfig, dataset_hash: str, metrics: dict[str, Any]) -> AdapterRecord:
+                 config: TrainedWith, dataset_hash: str, metrics: dict[str, Any]) -> AdapterRecord:
         """Copy `adapter_dir` into the registry as `name` and record its provenance."""
         check_name(name)
         target = self.root / name
         if target.exists():
-            raise TuningError(f"adapter {name!r} already exists in {self.root}; pick another name")
+            raise AdapterError(f"adapter {name!r} already exists in {self.root}; pick another name")
         record = AdapterRecord(
             name=name, path=target, method=config.method, base_model=Path(base_model_path).name,
             base_hash=base_weights_hash(base_model_path, self.root / HASH_CACHE),
@@ -192,7 +200,7 @@ class AdapterRegistry:
             try:
                 name = json.loads(path.read_text()).get("name")
             except (OSError, ValueError, AttributeError) as exc:
-                raise TuningError(f"{path} is unreadable ({exc}); activate an adapter again "
+                raise AdapterError(f"{path} is unreadable ({exc}); activate an adapter again "
                                   "or delete the file to serve the base") from exc
             self._active, self._active_stamp = (str(name) if name else None), stamp
         return self._active
@@ -232,7 +240,7 @@ class AdapterRegistry:
 
         record = self.get(name)
         if record.method == "full":
-            raise TuningError(f"{name!r} is a fully fine-tuned model, not an adapter: load it as a model "
+            raise AdapterError(f"{name!r} is a fully fine-tuned model, not an adapter: load it as a model "
                               f"from {record.path}")
         if isinstance(model, PeftModel):
             if name not in model.peft_config:
@@ -253,9 +261,9 @@ class AdapterRegistry:
 
         record = self.get(name)
         if record.method not in ("lora", "qlora"):
-            raise TuningError(f"only LoRA adapters can be merged; {name!r} is {record.method}")
+            raise AdapterError(f"only LoRA adapters can be merged; {name!r} is {record.method}")
         if Path(out_dir).exists():
-            raise TuningError(f"{out_dir} already exists; pick a new directory for the merged model")
+            raise AdapterError(f"{out_dir} already exists; pick a new directory for the merged model")
         base = AutoModelForCausalLM.from_pretrained(str(base_model_path), dtype=torch.float32)
         merged = PeftModel.from_pretrained(base, str(record.path)).merge_and_unload()
         merged.save_pretrained(str(out_dir), safe_serialization=True)

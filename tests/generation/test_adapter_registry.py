@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from generation.adapters import BASE
-from tuning.adapters import (
+from generation.adapter_registry import (
     HASH_CACHE,
     RESERVED_NAMES,
     AdapterRegistry,
     base_weights_hash,
     tokenizer_fingerprint,
 )
+from generation.adapters import BASE
+from generation.errors import AdapterInUse, AdapterMismatch, AdapterNotFound
 from tuning.config import TrainConfig
-from tuning.errors import AdapterInUse, AdapterMismatch, AdapterNotFound
 
 
 class FakeTokenizer:

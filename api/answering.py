@@ -1,0 +1,31 @@
+"""How the serving model answers, as Settings say: one recipe for the server and the tuning worker."""
+
+from __future__ import annotations
+
+from generation.adapters import BASE
+from generation.answerability import AnswerabilityModel
+from generation.grounding import Example
+from generation.rag import AskConfig
+
+from .settings import Settings
+
+
+def answering_config(settings: Settings, adapter: str | None,
+                     classifier: AnswerabilityModel | None, k: int = 5,
+                     max_new_tokens: int | None = None, temperature: float = 0.0,
+                     mode: str = "zero_shot", examples: tuple[Example, ...] = (),
+                     answer_style: str | None = None) -> AskConfig:
+    """How `adapter` (None: the base) answers, as Settings say. The answerability `classifier`
+    applies only to the adapter and answer style it was fitted with (its features are that model's
+    confidences and that style's line ranking); other adapters and styles, and the base, answer
+    without it."""
+    style = answer_style or settings.answer_style
+    if classifier is not None and not classifier.fits(adapter or BASE, style):
+        classifier = None
+    return AskConfig(k=k, max_new_tokens=max_new_tokens or settings.max_new_tokens,
+                     temperature=temperature, mode=mode, examples=examples,
+                     min_score=settings.min_score, focus_sentences=settings.focus_sentences,
+                     support_threshold=settings.support_threshold,
+                     refuse_ungrounded=settings.refuse_ungrounded,
+                     span_decoding=settings.span_decoding, answer_style=style,
+                     answerability=classifier, adapter=adapter)

@@ -1,0 +1,73 @@
+"""Wiring for ingest and search alone: the data dir's collections and the embedder, from Settings.
+
+The CLI's collections, ingest and search commands and the retrieval evaluation open only this (no
+generator, no job tables, no tuning runner); the server's `Services` is a `Corpus` with the rest.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ingest.archive import ArchiveLimits
+from ingest.pipeline import FileResult, IngestReport, ingest_paths
+from retrieval.catalog import Catalog
+from retrieval.collection import Collection, CollectionConfig
+from retrieval.embedder import Embedder, SentenceTransformerEmbedder
+from retrieval.search import search
+from retrieval.types import Hit, SearchFilter
+
+from .settings import Settings
+
+
+class Corpus:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(settings.data_dir, use_gpu=settings.faiss_gpu)
+        self._embedder = embedder
+        self._embedder_lock = threading.Lock()
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder, loaded on first use."""
+        with self._embedder_lock:
+            if self._embedder is None:
+                self._embedder = SentenceTransformerEmbedder(
+                    self.settings.embedder, device=self.settings.torch_device,
+                    batch_size=self.settings.embed_batch_size)
+            return self._embedder
+
+    @property
+    def archive_limits(self) -> ArchiveLimits:
+        return ArchiveLimits(max_entries=self.settings.zip_max_entries,
+                             max_total_bytes=int(self.settings.zip_max_mb * 1024 * 1024))
+
+    def create_collection(self, name: str, chunk_size: int | None = None,
+                          chunk_overlap: int | None = None, index: str | None = None) -> Collection:
+        """A new collection for this embedder's vectors; what is not given comes from Settings."""
+        emb = self.embedder
+        size = chunk_size if chunk_size is not None else self.settings.chunk_size
+        overlap = chunk_overlap if chunk_overlap is not None else min(
+            self.settings.chunk_overlap, size // 4)
+        return self.catalog.create(CollectionConfig(name=name, embedder=emb.name, dim=emb.dim,
+                                                    chunk_size=size, chunk_overlap=overlap,
+                                                    index_type=index or self.settings.index))
+
+    def collection(self, name: str) -> Collection:
+        return self.catalog.open(name, self.embedder)
+
+    def ingest_paths(self, name: str, paths: list[Path], metadata: dict[str, Any] | None = None,
+                     on_result: Callable[[FileResult], None] | None = None) -> IngestReport:
+        return ingest_paths(self.collection(name), self.embedder, paths, metadata,
+                            archive_limits=self.archive_limits, on_result=on_result)
+
+    def search(self, name: str, query: str, k: int, flt: SearchFilter | None = None,
+               mode: str | None = None) -> list[Hit]:
+        return search(self.collection(name), self.embedder, query, k, flt,
+                      mode or self.settings.search_mode)
+
+    def close(self) -> None:
+        self.catalog.close()
