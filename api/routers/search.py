@@ -1,4 +1,5 @@
-"""/v1/collections/{name}/search: dense top-k search with optional filters."""
+"""/v1/collections/{name}/search: top-k chunks for a query (hybrid, dense or keyword; RAGTUNE_SEARCH_MODE by
+default) with optional source, document and metadata filters."""
 
 from __future__ import annotations
 
