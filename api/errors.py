@@ -1,4 +1,9 @@
-"""Domain errors translated once into HTTP status codes and JSON bodies a person can act on."""
+"""Domain errors translated once into HTTP status codes and JSON bodies a person can act on.
+
+Anything else, a bare ValueError included, is a bug rather than the client's mistake: a JSON 500,
+its traceback in the server log. Inner packages raise a domain error (InvalidConfig, InvalidRequest,
+InvalidSearch, ...) for what a person got wrong.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ from retrieval.errors import (
     InvalidCollectionConfig,
     InvalidName,
     InvalidSearch,
+    UnknownIndex,
 )
 from tuning.errors import (
     ClassifierMismatch,
@@ -84,6 +90,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (InvalidName, 422, "invalid"),
     (InvalidSearch, 422, "invalid"),
     (InvalidCollectionConfig, 422, "invalid"),
+    (UnknownIndex, 422, "invalid"),
     (InvalidConfig, 422, "invalid"),
     (InvalidRequest, 422, "invalid"),
     (BadRequest, 422, "invalid"),
@@ -92,7 +99,6 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (ModelImportError, 422, "model_import_failed"),
     (TuningError, 422, "tuning_error"),
     (AdapterError, 422, "adapter_error"),
-    (ValueError, 422, "invalid"),
     (GenerationError, 503, "generator_unavailable"),
 ]
 

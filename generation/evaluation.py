@@ -42,13 +42,20 @@ def load_questions(path: Path) -> list[GoldQuestion]:
 
 
 def parse_question(rec: dict[str, Any], where: str) -> GoldQuestion:
+    if not isinstance(rec, dict):
+        raise InvalidRequest(f"{where}: a question must be a JSON object")
     for key in ("question", "answerable"):
         if key not in rec:
             raise InvalidRequest(f"{where}: missing field {key!r}")
     match = rec.get("match", "any" if rec["answerable"] else "none")
     if match not in MATCH_RULES:
         raise InvalidRequest(f"{where}: match {match!r} must be one of {MATCH_RULES}")
-    answers = tuple(rec.get("answers") or ())
+    raw = rec.get("answers") or []
+    if not isinstance(raw, list) or not all(isinstance(a, str) for a in raw):
+        raise InvalidRequest(f"{where}: 'answers' must be a list of strings")
+    if not isinstance(rec["question"], str) or not rec["question"].strip():
+        raise InvalidRequest(f"{where}: 'question' must be a non-empty string")
+    answers = tuple(raw)
     if rec["answerable"] and not answers:
         raise InvalidRequest(f"{where}: an answerable question needs accepted 'answers'")
     return GoldQuestion(id=str(rec.get("id", where)), question=rec["question"], answers=answers,

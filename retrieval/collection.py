@@ -19,6 +19,7 @@ import numpy as np
 
 from .bm25 import BM25Index, is_phrase, phrase_first
 from .docstore import Docstore
+from .errors import InvalidCollectionConfig
 from .fusion import convex_fusion
 from .index import INDEXES, VectorIndex, backend
 from .types import ChunkRecord, CommitOutcome, DocumentRecord, Hit, SearchFilter
@@ -43,9 +44,10 @@ class CollectionConfig:
 
     def __post_init__(self) -> None:
         if self.chunk_size < 16 or self.chunk_size > 8192:
-            raise ValueError(f"chunk_size {self.chunk_size!r} must be between 16 and 8192 tokens")
+            raise InvalidCollectionConfig(
+                f"chunk_size {self.chunk_size!r} must be between 16 and 8192 tokens")
         if not 0 <= self.chunk_overlap < self.chunk_size:
-            raise ValueError(
+            raise InvalidCollectionConfig(
                 f"chunk_overlap {self.chunk_overlap!r} must be >= 0 and < chunk_size "
                 f"{self.chunk_size!r}"
             )

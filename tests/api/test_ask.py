@@ -220,4 +220,8 @@ def test_evaluation_endpoint_runs_stores_and_lists(client: TestClient) -> None:
     assert eval_id in [e["eval_id"] for e in client.get("/v1/evals").json()]
     bad = client.post("/v1/collections/kb/evals", json={"questions": [{"question": "x"}]})
     assert bad.status_code == 422 and "answerable" in bad.json()["detail"]
+    for wrong, named in (({"question": "x", "answerable": True, "answers": 5}, "answers"),
+                         ({"question": 7, "answerable": False}, "question")):
+        bad = client.post("/v1/collections/kb/evals", json={"questions": [wrong]})
+        assert bad.status_code == 422 and named in bad.json()["detail"], bad.text
     assert client.get("/v1/evals/nope").status_code == 404

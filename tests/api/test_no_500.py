@@ -1,5 +1,6 @@
 """Inputs that once crashed the server with a plain-text 500 now get a 4xx JSON body naming the
-problem; and an unexpected bug still answers JSON (a 500, its traceback logged)."""
+problem; and an unexpected bug, a bare ValueError included, still answers JSON (a 500, its traceback
+logged)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.services import Services
 from api.settings import Settings
+from ingest.errors import IngestError
 from tests.fakes import FakeEmbedder
 from tests.helpers import LOCAL_URL
 from tuning.errors import InvalidConfig
@@ -128,6 +130,20 @@ def test_an_unexpected_error_is_logged_with_its_traceback(client: TestClient,
     assert "an internal invariant broke" in caplog.text  # the traceback is in the log
 
 
+def test_a_bare_value_error_is_a_500_not_a_422(client: TestClient,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    services = client.app.state.services  # type: ignore[attr-defined]
+
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError("an internal invariant broke")  # a bug, not the client's mistake
+
+    monkeypatch.setattr(services, "search", broken)
+    response = client.post("/v1/collections/kb/search", json={"query": "x"})
+    assert response.status_code == 500
+    assert response.json()["error"] == "internal" and "ValueError" in response.json()["detail"]
+    assert "invariant" not in response.text
+
+
 def test_a_domain_error_for_a_user_mistake_is_a_422(client: TestClient,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     services = client.app.state.services  # type: ignore[attr-defined]
@@ -147,7 +163,7 @@ def test_error_bodies_show_paths_relative_to_the_data_dir(client: TestClient,
     root = services.settings.data_dir
 
     def broken(*_: object, **__: object) -> None:
-        raise ValueError(f"{root.resolve()}/collections/kb/index.faiss is damaged")
+        raise IngestError(f"{root.resolve()}/collections/kb/index.faiss is damaged")
 
     monkeypatch.setattr(services, "search", broken)
     response = client.post("/v1/collections/kb/search", json={"query": "x"})
