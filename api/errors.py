@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -129,6 +130,16 @@ def install(app: FastAPI) -> None:
 
         app.add_exception_handler(exc_type, handler)
 
+    @app.exception_handler(CollectionNotFound)
+    def _no_collection(request: Request, exc: CollectionNotFound) -> JSONResponse:
+        # say which exist: those the caller may read (a key limited to some sees only those)
+        services, key = getattr(request.app.state, "services", None), getattr(
+            request.state, "api_key", None)
+        names = [n for n in (services.catalog.names() if services is not None else [])
+                 if key is None or key.allows("read", n)]
+        where = f"collections: {', '.join(names)}" if names else "there are no collections yet"
+        return _body(404, "not_found", f"{exc} ({where})", collections=names)
+
     @app.exception_handler(DatasetError)
     def _dataset(request: Request, exc: DatasetError) -> JSONResponse:
         problems = [{"line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
@@ -137,8 +148,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"{'.'.join(str(x) for x in e['loc'] if x != 'body')}: {e['msg']}"
-                 for e in exc.errors()]
+        parts = [_validation_message(e, exc.body) for e in exc.errors()]
         return _body(422, "invalid", "; ".join(parts), errors=_jsonable(exc.errors()))
 
     @app.exception_handler(Exception)
@@ -151,6 +161,21 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return _body(exc.status_code, "http_error", str(exc.detail))
+
+
+def _validation_message(error: Any, body: Any) -> str:
+    """One validation error as a person reads it: where (a field path, or line and column of
+    broken JSON), then what is wrong."""
+    loc = [x for x in error["loc"] if x != "body"]
+    if error["type"] == "json_invalid" and loc and isinstance(loc[0], int):
+        text = body.decode(errors="replace") if isinstance(body, bytes) else str(body or "")
+        pos = loc[0]
+        line = text.count("\n", 0, pos) + 1
+        column = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        reason = (error.get("ctx") or {}).get("error", "invalid JSON")
+        return f"the body is not valid JSON: {reason} at line {line}, column {column}"
+    where = ".".join(str(x) for x in loc)
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
 
 
 def _jsonable(errors: object) -> object:

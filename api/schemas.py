@@ -2,14 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import difflib
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 Scalar = str | int | float | bool
 
 
-class CollectionCreate(BaseModel):
+class Strict(BaseModel):
+    """A request body: a field it does not know is refused (422 naming the nearest known one),
+    never silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+    hint: ClassVar[str] = ""  # said after the known fields when an unknown one is sent
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [str(k) for k in data if k not in cls.model_fields]
+            if unknown:
+                raise PydanticCustomError("unknown_field", "{message}",
+                                          {"message": unknown_fields(cls, unknown)})
+        return data
+
+
+def unknown_fields(model: type[BaseModel], names: list[str]) -> str:
+    """What a person sent that `model` does not take, with the nearest field it does take."""
+    known = list(model.model_fields)
+    said = []
+    for name in names:
+        near = difflib.get_close_matches(name, known, n=1, cutoff=0.6) or [
+            k for k in known if k in name.replace("-", "_").split("_")][:1]
+        said.append(f"unknown field {name!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+    hint = getattr(model, "hint", "")
+    return f"{'; '.join(said)}; this object takes {', '.join(known)}" + (f"; {hint}" if hint else "")
+
+
+class CollectionCreate(Strict):
     name: str = Field(..., examples=["handbook"])
     chunk_size: int | None = Field(None, ge=16, le=8192, description="tokens per chunk")
     chunk_overlap: int | None = Field(None, ge=0, description="tokens shared by neighbours")
@@ -64,15 +96,24 @@ class JobOut(BaseModel):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    current_file: str | None = Field(None, description="the file being read, chunked or embedded "
+                                     "now (while running; updated about once a second)")
+    current_chunks: int = Field(0, description="chunks of current_file embedded so far")
+    current_chunks_total: int = Field(0, description="chunks of current_file made so far (final "
+                                      "once its chunking ends)")
 
 
-class SearchFilterIn(BaseModel):
+class SearchFilterIn(Strict):
+    """Keep hits whose source, document or metadata match; metadata keys go under `metadata`:
+    {"metadata": {"team": "ops"}}."""
+
+    hint: ClassVar[str] = 'metadata keys go under "metadata", e.g. {"metadata": {"team": "ops"}}'
     source: str | None = None
     doc_id: str | None = None
     metadata: dict[str, Scalar] = Field(default_factory=dict)
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(Strict):
     query: str = Field(..., min_length=1, max_length=10_000)
     k: int = Field(5, ge=1, le=100)
     filter: SearchFilterIn | None = None
@@ -94,12 +135,12 @@ class SearchResponse(BaseModel):
     hits: list[HitOut]
 
 
-class ExampleIn(BaseModel):
+class ExampleIn(Strict):
     question: str
     answer: str
 
 
-class AskRequest(BaseModel):
+class AskRequest(Strict):
     question: str = Field(..., min_length=1, max_length=4000)
     k: int = Field(5, ge=1, le=100)
     stream: bool = False

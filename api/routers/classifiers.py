@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, model_validator
 from tuning.probe import ClassifierRecord
 
 from ..deps import ServicesDep
+from ..schemas import Strict
 
 router = APIRouter(prefix="/v1/classifiers", tags=["classifiers"])
 
@@ -27,7 +28,7 @@ class ClassifierOut(BaseModel):
     created_at: str
 
 
-class PredictRequest(BaseModel):
+class PredictRequest(Strict):
     texts: list[str] | None = Field(None, min_length=1, max_length=1000, examples=[["I loved it"]])
     text: str | None = Field(None, description="one text; or pass `texts`")
 

@@ -12,11 +12,12 @@ from generation.evaluation import parse_question
 
 from ..deps import ServicesDep
 from ..errors import NotFound
+from ..schemas import Strict
 
 router = APIRouter(tags=["evals"])
 
 
-class EvalRequest(BaseModel):
+class EvalRequest(Strict):
     questions: list[dict[str, Any]] = Field(
         ..., min_length=1, max_length=5000,
         description="golden set in the kb_dev format: question, answers, match, answerable, doc")
