@@ -28,7 +28,7 @@ prepare: install
 	$(BIN)/ragtune models prepare
 
 sample: prepare
-	$(BIN)/ragtune ingest sample_kb -c ragtune-docs
+	$(BIN)/ragtune ingest sample_kb -c ragtune-docs --create
 
 run: sample
 	$(BIN)/ragtune serve --host $(HOST) --port $(PORT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from typing import Any
 
 from generation.errors import GenerationError
 from ingest.errors import IngestError
-from retrieval.errors import RetrievalError
+from retrieval.errors import CollectionNotFound, RetrievalError
 from retrieval.index import INDEXES
 from tuning.errors import TuningError
 
@@ -70,6 +71,11 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     svc = open_corpus(settings)
     if not svc.catalog.exists(args.collection):
+        if not args.create:
+            names = svc.catalog.names()
+            raise CollectionNotFound(args.collection, hint=(
+                f"collections: {', '.join(names)}" if names else "there are no collections yet")
+                + "; add --create to make it")
         svc.create_collection(args.collection, args.chunk_size, args.chunk_overlap, args.index)
     metadata = json.loads(args.metadata) if args.metadata else None
     paths = [Path(p) for p in args.paths]
@@ -98,7 +104,9 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     for f in failures:
         print(f"  error: {f.source}: {f.error}", file=sys.stderr)
     if args.json:
-        print(json.dumps(summary))
+        files = [{"source": r.source, "status": r.status, "doc_id": r.doc_id, "chunks": r.chunks,
+                  "error": r.error, "warnings": list(r.warnings)} for r in report.results]
+        print(json.dumps({**summary, "files": files}))
     svc.close()
     return 1 if failures else 0
 
@@ -216,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("ingest", help="ingest files, directories or .zip archives")
     i.add_argument("paths", nargs="+")
     i.add_argument("-c", "--collection", required=True)
+    i.add_argument("--create", action="store_true",
+                   help="create the collection if it does not exist (else that is an error)")
     i.add_argument("--chunk-size", type=int, help="for a new collection (tokens)")
     i.add_argument("--chunk-overlap", type=int, help="for a new collection (tokens)")
     i.add_argument("--index", help="for a new collection: " + INDEX_HELP)
@@ -294,9 +304,16 @@ def main(argv: list[str] | None = None) -> int:
     except (RetrievalError, IngestError, GenerationError, TuningError, ValueError) as exc:
         print(f"ragtune: error: {_message(exc)}", file=sys.stderr)
         return 2
+    except FileNotFoundError as exc:
+        print(f"ragtune: error: {exc.filename or exc}: no such file or directory", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("ragtune: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader (`| head`) left: what it wanted was written
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def _message(exc: Exception) -> str:

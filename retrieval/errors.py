@@ -8,9 +8,9 @@ class RetrievalError(Exception):
 
 
 class CollectionNotFound(RetrievalError):
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, hint: str = "") -> None:
         self.name = name
-        super().__init__(f"collection {name!r} does not exist")
+        super().__init__(f"collection {name!r} does not exist" + (f" ({hint})" if hint else ""))
 
 
 class CollectionExists(RetrievalError):

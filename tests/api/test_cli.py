@@ -37,7 +37,7 @@ def test_ingest_then_search(run, tmp_path: Path, capsys: pytest.CaptureFixture[s
     (docs / "a.md").write_text("# Leaks\n\nReport a leak by calling the leak line.")
     (docs / "b.txt").write_text("Invoices are paid within thirty days.")
     (docs / "bad.pdf").write_bytes(b"not a pdf")
-    assert run("ingest", str(docs), "-c", "kb", "-q", "--json") == 1, "a failed file exits 1"
+    assert run("ingest", str(docs), "-c", "kb", "--create", "-q", "--json") == 1, "a failed file exits 1"
     out, err = capsys.readouterr()
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["added"] == 2 and summary["failed"] == 1
@@ -57,6 +57,51 @@ def test_bad_input_is_a_message_and_exit_2(run, capsys: pytest.CaptureFixture[st
     assert run("collections", "create", "bad/name") == 2
     assert "collection name" in capsys.readouterr().err
     assert run("collections", "create") == 2
+
+
+def test_ingest_into_a_missing_collection_needs_create(run, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    doc = tmp_path / "a.txt"
+    doc.write_text("The depot opens at six.")
+    assert run("ingest", str(doc), "-c", "typo", "-q") == 2
+    err = capsys.readouterr().err
+    assert "collection 'typo' does not exist" in err and "--create" in err
+    assert run("collections") == 0 and "typo" not in capsys.readouterr().out, "nothing was made"
+    assert run("ingest", str(doc), "-c", "kb", "--create", "-q", "--json") == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["files"] == [{"source": "a.txt", "status": "added", "doc_id": out["files"][0]["doc_id"],
+                             "chunks": 1, "error": None, "warnings": []}]
+
+
+def test_a_missing_file_is_a_message_not_a_traceback(run, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("collections", "create", "kb") == 0
+    missing = tmp_path / "nope.jsonl"
+    assert run("eval", "calibrate", "-c", "kb", "--questions", str(missing)) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: no such file or directory" in err and "Traceback" not in err
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = ("from api import cli\n"
+            "def flood(args, settings):\n"
+            "    for _ in range(200):\n"
+            "        print('x' * 10000)\n"
+            "    return 0\n"
+            "cli.cmd_collections = flood\n"
+            "raise SystemExit(cli.main(['collections']))")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**__import__("os").environ,
+                                                         "RAGTUNE_DATA_DIR": str(tmp_path)})
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(10)
+    proc.stdout.close()  # like `| head`
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipe" not in err
 
 
 def test_unsafe_settings_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
@@ -136,7 +181,7 @@ def test_ask_in_either_answer_style(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "b.txt").write_text("Invoices are paid within thirty days. Receipts are kept.")
-    assert cli.main(["ingest", str(docs), "-c", "kb", "-q"]) == 0
+    assert cli.main(["ingest", str(docs), "-c", "kb", "--create", "-q"]) == 0
     capsys.readouterr()
     assert cli.main(["ask", "When are invoices paid?", "-c", "kb", "--json"]) == 0
     line = json.loads(capsys.readouterr().out)
