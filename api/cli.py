@@ -183,13 +183,18 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     svc = _services(settings)
     config = svc.ask_config(k=args.k, max_new_tokens=args.max_new_tokens, mode=args.mode,
                             answer_style=args.answer_style)
-    answer = None
+    answer, streamed = None, ""
     for item in svc.ask_stream(args.collection, args.question, config):
         if isinstance(item, Answer):
             answer = item
         elif args.stream and not args.json:
+            streamed += item
             print(item, end="", flush=True)
     assert answer is not None
+    if args.stream and not args.json and answer.answer.strip() != streamed.strip():
+        # what was streamed is the model's draft; the answer given (the line holding it, its
+        # [n] markers pointed at the passages it was copied from, or the refusal) is this
+        print(f"\n=> {answer.answer}", end="")
     if args.json:
         from .routers.ask import answer_out
 

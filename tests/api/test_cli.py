@@ -190,6 +190,15 @@ def test_ask_in_either_answer_style(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                      "--json"]) == 0
     span = json.loads(capsys.readouterr().out)
     assert span["answer"] == "thirty days [1]" and span["citations"][0]["source"] == "b.txt"
+    assert cli.main(["ask", "When are invoices paid?", "-c", "kb", "--stream"]) == 0
+    streamed = capsys.readouterr().out
+    assert streamed.startswith("Invoices are paid within thirty days [1].\n")
+    assert "=>" not in streamed and "[1] b.txt" in streamed
+    gen.answer_fn = lambda _: "thirty days"  # a draft without its marker
+    assert cli.main(["ask", "When are invoices paid?", "-c", "kb", "--stream",
+                     "--answer-style", "span"]) == 0
+    streamed = capsys.readouterr().out
+    assert streamed.startswith("thirty days\n=> thirty days [1]\n"), "the draft, then the answer"
     with pytest.raises(SystemExit) as bad:
         cli.main(["ask", "x", "-c", "kb", "--answer-style", "essay"])
     assert bad.value.code == 2 and "invalid choice" in capsys.readouterr().err
