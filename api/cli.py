@@ -266,10 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_eval.add_parser(sub)
 
-    from . import cli_classifiers, cli_keys, cli_tune
+    from . import cli_classifiers, cli_keys, cli_recipe, cli_synth, cli_tune
 
     cli_classifiers.add_parser(sub)
-    cli_tune.add_parser(sub)
+    cli_tune.add_parser(sub, cli_synth.add_generate_data_parser, cli_recipe.add_parser)
     cli_keys.add_parser(sub)
 
     m = sub.add_parser("models", help="prepare, list or import generator models")

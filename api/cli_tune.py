@@ -13,6 +13,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ def add_start_arguments(s: argparse.ArgumentParser, name_required: bool = True) 
     add_train_flags(opts)  # type: ignore[arg-type]
 
 
-def add_parser(sub: Any) -> argparse.ArgumentParser:
+def add_parser(sub: Any, *more: Callable[[Any], object]) -> argparse.ArgumentParser:
+    """`ragtune tune` and its commands; each of `more` adds further `tune` subcommands (the
+    data-making ones, kept in their own modules)."""
     t = sub.add_parser("tune", help="fine-tuning: generate-data, start, list, status, cancel, resume")
     tsub = t.add_subparsers(dest="tune_command", required=True)
 
@@ -79,12 +82,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     add_start_arguments(s)
     s.set_defaults(func=cmd_start)
 
-    from . import cli_synth
-
-    cli_synth.add_generate_data_parser(tsub)
-    from . import cli_recipe
-
-    cli_recipe.add_parser(tsub)
+    for add in more:
+        add(tsub)
 
     ls = tsub.add_parser("list", help="recent jobs")
     ls.add_argument("--json", action="store_true")
