@@ -15,6 +15,7 @@ from .auth import AuthGuard
 from .guard import BrowserGuard
 from .keys import KeyStore
 from .limits import BodyLimit
+from .metrics import Metrics
 from .routers import (
     adapters,
     ask,
@@ -23,24 +24,28 @@ from .routers import (
     documents,
     evals,
     jobs,
+    metrics,
     openai_compat,
     search,
     tuning,
 )
 from .services import Services
 from .settings import Settings
+from .telemetry import RequestTelemetry
 
 STATIC = Path(__file__).resolve().parent / "static"
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     policy = settings or (services.settings if services is not None else Settings())
+    observed = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = services or Services(policy)
         app.state.services = svc
         svc.recover()
+        observed.watch(svc)  # before the workers resume jobs: their chunks count as this run's
         svc.ingest_worker.start()
         svc.start_tuning_runner()
         try:
@@ -50,20 +55,23 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan,
                   description="Grounded answers with citations from your documents.")
-    # the last added runs first: Host/Origin guard, CORS (so preflights need no key), keys, body
+    app.state.metrics = observed
+    # the last added runs first: request id, log and timing (added last, below), Host/Origin guard,
+    # CORS (so preflights need no key), keys, body
     app.add_middleware(BodyLimit, max_bytes=policy.max_request_bytes,
                        timeout_s=policy.body_timeout_s)
     app.add_middleware(AuthGuard, store=KeyStore.in_data_dir(policy.data_dir),
                        audit=policy.data_dir / "audit.log", per_minute=policy.rate_limit_per_minute)
     if policy.guard_origins:
         app.add_middleware(CORSMiddleware, allow_origins=sorted(policy.guard_origins),
-                           allow_methods=["*"], allow_headers=["*"])
+                           allow_methods=["*"], allow_headers=["*"],
+                           expose_headers=["X-Request-ID"])
     app.add_middleware(BrowserGuard, hosts=policy.guard_hosts, origins=policy.guard_origins)
     errors.install(app)
-    for module in (collections, documents, jobs, search, ask, openai_compat, evals, tuning, classifiers,
-                   adapters):
-        app.include_router(module.router)
-    app.include_router(jobs.legacy)
+    routers = [m.router for m in (collections, documents, jobs, search, ask, openai_compat, evals,
+                                  tuning, classifiers, adapters, metrics)] + [jobs.legacy]
+    for router in routers:
+        app.include_router(router)
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
@@ -73,4 +81,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # outermost, so every reply (the guard's and key check's refusals too) carries the request id;
+    # given every route, so a refused request is still labelled with the route it asked for
+    routes = [*app.router.routes, *(route for router in routers for route in router.routes)]
+    app.add_middleware(RequestTelemetry, routes=routes, observe=observed.observe_request)
     return app

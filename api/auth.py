@@ -44,6 +44,8 @@ def needs(method: str, path: str) -> tuple[str, str | None] | None:
         return ("read", None) if method in SAFE else ("write", "")  # "": only an unrestricted key
     if path.startswith(("/v1/tuning", "/v1/keys")):
         return "admin", None
+    if path == "/metrics":  # counts and states, no content: any key may scrape
+        return "read", None
     if path.startswith(("/v1/adapters", "/v1/classifiers")):
         reading = method in SAFE or path.endswith("/predict")
         return ("read", None) if reading else ("admin", None)

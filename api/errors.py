@@ -49,6 +49,8 @@ from tuning.errors import (
     TuningError,
 )
 
+from .logs import request_id_header
+
 log = logging.getLogger("ragtune.api")
 
 
@@ -156,7 +158,9 @@ def install(app: FastAPI) -> None:
         # a bug, not bad input: still a JSON body, and the traceback in the server log (called
         # from another thread, outside the `except`, hence exc_info=exc, not log.exception)
         log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return _body(500, "internal", f"internal error ({type(exc).__name__}); see the server log")
+        reply = _body(500, "internal", f"internal error ({type(exc).__name__}); see the server log")
+        reply.headers.update(request_id_header())  # sent outside the middleware that adds it
+        return reply
 
     @app.exception_handler(StarletteHTTPException)
     def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -11,6 +11,7 @@ or a plain "System:/User:/Assistant:" layout for tokenizers that have none.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -28,6 +29,8 @@ from .tokenizer import Tokenizer
 Messages = list[dict[str, str]]
 ROLES = ("system", "user", "assistant")
 FALLBACK_STOPS = ("\nUser:", "\nSystem:")
+
+log = logging.getLogger("ragtune")
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,17 @@ class GenerationStats:
     total_s: float
 
 
+StatsListener = Callable[[GenerationStats], None]
+
+
+@runtime_checkable
+class StatsSource(Protocol):
+    """A generator that reports the timings of each generation, once it ends, to the listeners
+    given to `observe` (metrics, logs); it knows nothing of what they do with them."""
+
+    def observe(self, listener: StatsListener) -> None: ...
+
+
 def repeats_ngram(tokens: Sequence[int], n: int) -> bool:
     """True when the last `n` tokens already occurred earlier in `tokens`."""
     if n <= 0 or len(tokens) < 2 * n:
@@ -312,6 +326,7 @@ class HFGenerator:
         self.name = loaded.name
         self.context_length = loaded.context_length
         self.last_stats: GenerationStats | None = None
+        self._listeners: list[StatsListener] = []
         # A plain Lock, not an RLock: a streaming response may resume the generator (and so release
         # the lock) on a different thread from the one that acquired it.
         self._lock = threading.Lock()
@@ -335,6 +350,10 @@ class HFGenerator:
     def remove_adapter(self, name: str) -> None:
         with self._lock:
             self._peft = peft_adapters.detach(self._peft, name)
+
+    def observe(self, listener: StatsListener) -> None:
+        """Call `listener` with the stats of every generation from now on, once it ends."""
+        self._listeners.append(listener)
 
     def count_tokens(self, text: str) -> int:
         return len(self.loaded.tokenizer.encode(text, add_special_tokens=False))
@@ -375,5 +394,13 @@ class HFGenerator:
                 raise GenerationError(f"generation failed: {job.error}") from job.error
         finally:
             job.stop()
-            self.last_stats = job.stats(queued_s=job.started - asked)
+            stats = self.last_stats = job.stats(queued_s=job.started - asked)
             self._lock.release()
+            self._report(stats)
+
+    def _report(self, stats: GenerationStats) -> None:
+        for listener in self._listeners:
+            try:
+                listener(stats)
+            except Exception:  # noqa: BLE001 - an observer's bug must not fail the answer
+                log.exception("a generation stats listener failed")

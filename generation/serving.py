@@ -17,7 +17,7 @@ from typing import Any
 from .adapter_registry import AdapterRecord, AdapterRegistry
 from .adapters import BASE, PACKAGED_ADAPTERS
 from .errors import AdapterError, AdapterMismatch, AdapterNotFound, GenerationError
-from .generator import AdapterHost, Generator
+from .generator import AdapterHost, Generator, StatsListener, StatsSource
 
 log = logging.getLogger("ragtune")
 
@@ -41,6 +41,7 @@ class ServingModel:
         self._adapter_lock = threading.Lock()
         self._loaded: dict[str, str] = {}  # name -> created_at of the copy loaded
         self._tokenizer: Any = None
+        self._listeners: list[StatsListener] = []
 
     @property
     def base_path(self) -> str:
@@ -59,10 +60,20 @@ class ServingModel:
                 log.info("loading generator %s as %s (%s)", path, mode, why)
                 loaded = load_model(path, LoadConfig(quantization=mode, device=self.device))
                 self._generator = HFGenerator(loaded)
+                for listener in self._listeners:
+                    self._generator.observe(listener)
                 log.info("generator %s loaded (%s on %s): %.0f MB in memory, %.1f s, context %d",
                          loaded.name, loaded.quantization, loaded.device,
                          loaded.footprint_bytes / 1e6, loaded.load_seconds, loaded.context_length)
             return self._generator
+
+    def observe(self, listener: StatsListener) -> None:
+        """Call `listener` with the stats of every generation served from now on (by a generator
+        that reports them: a StatsSource), whether or not the model is loaded yet."""
+        with self._gen_lock:
+            self._listeners.append(listener)
+            if isinstance(self._generator, StatsSource):
+                self._generator.observe(listener)
 
     @property
     def loaded(self) -> bool:

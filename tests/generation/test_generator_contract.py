@@ -10,7 +10,14 @@ import pytest
 
 from generation.adapters import BASE
 from generation.errors import AdapterNotLoaded, PromptTooLong
-from generation.generator import Generator, HFGenerator, SamplingConfig, generate
+from generation.generator import (
+    GenerationStats,
+    Generator,
+    HFGenerator,
+    SamplingConfig,
+    StatsSource,
+    generate,
+)
 from generation.loading import LoadedModel
 from tests.generation.fakes import ScriptedGenerator
 
@@ -87,6 +94,17 @@ class TestHFGenerator(GeneratorContract):
         assert stats.prompt_tokens == generator.prompt_tokens(ASK)
         assert 1 <= stats.new_tokens <= 3
         assert stats.time_to_first_token_s > 0 and stats.prefill_tok_s > 0
+
+    def test_reports_each_generation_to_its_observers(self, generator: HFGenerator) -> None:
+        def broken(stats: GenerationStats) -> None:
+            raise RuntimeError("an observer's bug")
+
+        seen: list[GenerationStats] = []
+        assert isinstance(generator, StatsSource)
+        generator.observe(broken)  # logged, and the answer still comes
+        generator.observe(seen.append)
+        assert generate(generator, ASK, SamplingConfig(max_new_tokens=3))
+        assert seen == [generator.last_stats] and 1 <= seen[0].new_tokens <= 3
 
     def test_context_and_eos_come_from_the_model(self, bf16_model: LoadedModel) -> None:
         assert bf16_model.context_length == bf16_model.model.config.max_position_embeddings
