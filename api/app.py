@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib.resources import files
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from . import errors
 from .auth import AuthGuard
@@ -34,6 +37,7 @@ from .settings import Settings
 from .telemetry import RequestTelemetry
 
 STATIC = Path(__file__).resolve().parent / "static"
+DOCS_ASSETS = "/docs-assets"
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -53,8 +57,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         finally:
             svc.close()
 
-    app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan,
-                  description="Grounded answers with citations from your documents.")
+    app = FastAPI(title="ragtune", version="0.1.0", lifespan=lifespan, docs_url=None,
+                  redoc_url=None, description="Grounded answers with citations from your documents.")
     app.state.metrics = observed
     # the last added runs first: request id, log and timing (added last, below), Host/Origin guard,
     # CORS (so preflights need no key), keys, body
@@ -76,6 +80,24 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    # Swagger UI and ReDoc from their assets installed with ragtune, not a CDN: they work offline
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")),
+              name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="ragtune API",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="ragtune API",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+                              with_google_fonts=False)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
