@@ -244,7 +244,7 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
     job = _services(settings).tuning.store.cancel(args.job_id)
-    print(f"{job.id}: {'cancelled' if job.finished else 'cancel requested (stops at the next step)'}")
+    print(f"{job.id}: {'cancelled' if job.finished else 'cancel requested (it stops within seconds)'}")
     return 0
 
 

@@ -2,8 +2,9 @@
 
 It reads the service's settings from RAGTUNE_WORKER_SETTINGS (JSON, set by the runner) or the usual
 RAGTUNE_* variables, wires only what a job needs (model loading, the embedder and collections for
-the gate's eval and for linear probes; not the server's `Services`) and runs the job. SIGTERM asks
-it to stop at the next step with a checkpoint (the job is then `interrupted`, and resumable).
+the gate's eval and for linear probes; not the server's `Services`) and runs the job. SIGTERM (from
+the runner, for a cancel or a shutdown) stops it: training at the next step with a checkpoint, any
+other phase at once (`JobExecutor.stop`); the job is then `cancelled` or `interrupted`, and resumable.
 """
 
 from __future__ import annotations
@@ -79,7 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     interrupted = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: interrupted.set())
+    executor: JobExecutor | None = None
+
+    def on_sigterm(*_: Any) -> None:
+        if executor is None:
+            interrupted.set()  # still starting: the executor sees it when it begins
+        else:
+            executor.stop()  # may raise Stopped, here in the main thread
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
     from generation.models import ModelRegistry, resolve_model
     from tuning.service import TuningDesk

@@ -286,8 +286,8 @@ class JobStore:
                         job_id))
 
     def cancel(self, job_id: str) -> TuningJob:
-        """A queued job is cancelled at once; a running one is asked to stop (its worker saves a
-        checkpoint and marks it cancelled)."""
+        """A queued job is cancelled at once; a running one is asked to stop, and its runner stops
+        the worker within seconds (TuningRunner: training keeps a checkpoint; the job ends cancelled)."""
         job = self.get(job_id)
         if job.finished:
             raise JobStateError(f"tuning job {job_id} is already {job.state}")

@@ -136,8 +136,10 @@ class _Loop:
     def _to_device(self, examples: list[TokenizedExample]) -> dict[str, Any]:
         return {k: v.to(self.device) for k, v in collate(examples, self.pad_id).items()}
 
-    def _step(self) -> tuple[float, int]:
-        """One optimiser step over grad_accum micro-batches: (mean loss per target token, tokens)."""
+    def _step(self, should_stop: StopFn | None = None) -> tuple[float, int] | None:
+        """One optimiser step over grad_accum micro-batches: (mean loss per target token, tokens);
+        None when `should_stop` says so between micro-batches (the weights are then untouched, so
+        the checkpoint taken next is that of the last whole step)."""
         import torch
 
         first = self.state.step * self.config.grad_accum
@@ -145,7 +147,10 @@ class _Loop:
         batches = [self._micro_batch(k) for k in ks]
         targets = max(1, sum(supervised_targets(b) for b in batches))
         total, tokens = 0.0, 0
-        for examples in batches:
+        for n, examples in enumerate(batches):
+            if n and should_stop is not None and should_stop():
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
             batch = self._to_device(examples)
             with self._autocast():
                 loss = loss_sum(self.model, batch, self.fast)
@@ -182,10 +187,9 @@ class _Loop:
         stopped_early = cancelled = False
         eval_step = -1
         while self.state.step < self.total:
-            if should_stop is not None and should_stop():
+            if should_stop is not None and should_stop() or not self._timed_step(should_stop):
                 cancelled = True
                 break
-            self._timed_step()
             if self._eval_due():
                 self.state.last_eval, eval_step = self.evaluate(), self.state.step
                 stopped_early = self._no_longer_improving()
@@ -203,13 +207,18 @@ class _Loop:
         self._restore_best()
         return self._finish(stopped_early=stopped_early)
 
-    def _timed_step(self) -> None:
+    def _timed_step(self, should_stop: StopFn | None) -> bool:
+        """One step, counted; False when it was stopped part-way."""
         started = time.perf_counter()
-        loss, tokens = self._step()
+        done = self._step(should_stop)
+        if done is None:
+            return False
+        loss, tokens = done
         self.state.step += 1
         self.state.last_loss = loss
         self.state.train_tokens += tokens
         self.state.seconds += time.perf_counter() - started
+        return True
 
     def _eval_due(self) -> bool:
         if not self.data.val:

@@ -5,6 +5,11 @@ by a signal, failed when it exited with an error, with the tail of its log), nev
 runs the runner (the API, or `ragtune tune start`). The worker is started with a parent-death
 signal, so it does not outlive a killed runner; at start-up the runner marks jobs whose worker is
 gone as interrupted. One job runs at a time: training takes the whole machine.
+
+A cancel takes effect within seconds in every phase: the runner watches the running job, sends its
+worker SIGTERM as soon as a cancel is asked for (training stops at its next step with a checkpoint;
+loading, tokenizing and the gate stop at once) and SIGKILL `CANCEL_GRACE_S` later if it is still
+there, stuck in a call that no signal handler interrupts; the job then ends cancelled, resumable.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -24,6 +30,8 @@ log = logging.getLogger("ragtune.tuning")
 
 WORKER_LOG = "worker.log"
 TERM_GRACE_S = 120.0
+CANCEL_GRACE_S = 5.0
+CANCEL_POLL_S = 0.25
 LOG_TAIL_LINES = 15
 
 
@@ -48,13 +56,14 @@ class TuningRunner:
 
     def __init__(self, store: JobStore, runs_root: Path, command: Callable[[TuningJob], Sequence[str]],
                  on_finished: Callable[[TuningJob], None] | None = None, poll_s: float = 1.0,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, cancel_grace_s: float = CANCEL_GRACE_S) -> None:
         self.store = store
         self.runs_root = Path(runs_root)
         self.command = command
         self.on_finished = on_finished
         self.poll_s = poll_s
         self.env = env
+        self.cancel_grace_s = cancel_grace_s
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -112,18 +121,11 @@ class TuningRunner:
                                           stdin=subprocess.DEVNULL, env=self.env,
                                           preexec_fn=_die_with_parent if sys.platform == "linux" else None)
             self.store.update(job.id, pid=self._proc.pid)
-            code = self._proc.wait()
+            code, killed = self._watch(job.id, self._proc)
             self._proc = None
         ended = self.store.get(job.id)
         if ended.state == "running":  # the worker died before recording an outcome
-            if code < 0:
-                name = signal.Signals(-code).name
-                self.store.finish(job.id, "interrupted", error=(
-                    f"the worker was killed by {name} at step {ended.step}/{ended.total_steps}; "
-                    "resume the job to continue from its last checkpoint"))
-            else:
-                self.store.finish(job.id, "failed", error=(
-                    f"the worker exited with code {code}:\n{tail(run_dir / WORKER_LOG)}"))
+            self.store.finish(job.id, *self._outcome(ended, code, killed, run_dir))
             ended = self.store.get(job.id)
         if self.on_finished is not None:
             try:
@@ -131,3 +133,40 @@ class TuningRunner:
             except Exception:  # noqa: BLE001 - e.g. promotion failed; the job itself is done
                 log.exception("after tuning job %s", job.id)
         return ended
+
+    def _watch(self, job_id: str, proc: subprocess.Popen[bytes]) -> tuple[int, bool]:
+        """Wait for the worker: (its exit code, whether a cancel had to kill it). A cancel request
+        gets it SIGTERM at once and SIGKILL `cancel_grace_s` later. A background runner keeps
+        its heartbeat while it waits, so a CLI does not take it for gone during a long job."""
+        kill_at: float | None = None
+        killed = False
+        beat = time.monotonic()
+        while True:
+            try:
+                return proc.wait(CANCEL_POLL_S), killed
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if self._thread is not None and not self._stop.is_set() and now - beat >= self.poll_s:
+                self.store.heartbeat(os.getpid())
+                beat = now
+            if kill_at is None and self.store.cancel_requested(job_id):
+                proc.send_signal(signal.SIGTERM)
+                kill_at = now + self.cancel_grace_s
+            elif kill_at is not None and now >= kill_at and not killed:
+                log.warning("tuning job %s: the worker did not stop within %.0f s of the cancel; "
+                            "killing it", job_id, self.cancel_grace_s)
+                proc.kill()
+                killed = True
+
+    def _outcome(self, job: TuningJob, code: int, killed: bool, run_dir: Path) -> tuple[str, str | None]:
+        """(state, error) of a job whose worker ended without recording one."""
+        where = f"at step {job.step}/{job.total_steps}"
+        if job.cancel_requested:
+            return "cancelled", (f"the worker did not stop within {self.cancel_grace_s:.0f} s of the "
+                                 f"cancel ({job.phase or 'starting'}, {where}) and was killed; resume "
+                                 "continues from its last checkpoint") if killed else None
+        if code < 0:
+            return "interrupted", (f"the worker was killed by {signal.Signals(-code).name} {where}; "
+                                   "resume the job to continue from its last checkpoint")
+        return "failed", f"the worker exited with code {code}:\n{tail(run_dir / WORKER_LOG)}"

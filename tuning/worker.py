@@ -3,7 +3,11 @@
 The process entry (`python -m api.tuning_worker`) wires the settings-dependent parts in `Hooks` and
 calls `JobExecutor.run`. Everything the job produces lives in its run directory (training.log,
 metrics.json, checkpoints/, adapter/, gate.json); progress goes to the job table after each step.
-A cancel request, or SIGTERM (`interrupted`), stops training at the next step with a checkpoint.
+
+A cancel request (the runner also sends SIGTERM for it) or SIGTERM alone (the service shutting down)
+stops training at the next step, or the next micro-batch, with a checkpoint; in a phase with no step
+(loading, tokenizing, the gate) `stop` raises `Stopped` at once. The job then ends `cancelled` when
+a cancel was asked for, else `interrupted`; either way it is resumable.
 """
 
 from __future__ import annotations
@@ -27,6 +31,12 @@ from .jobs import PROBE, JobStore, TuningJob
 
 DEFAULT_SAVE_STEPS = 5
 GATE_FILE = "gate.json"
+SHUTDOWN = "stopped by the service shutting down; resume it to continue"
+
+
+class Stopped(BaseException):
+    """Raised by `JobExecutor.stop` (the worker's SIGTERM handler) to leave a phase with no step to
+    stop at. A BaseException, so that no library's `except Exception` swallows it."""
 
 
 @dataclass
@@ -47,16 +57,42 @@ class JobExecutor:
         self.runs_root = Path(runs_root)
         self.hooks = hooks
         self.interrupted = interrupted or threading.Event()
+        self._armed = False  # inside run(): `stop` may raise Stopped
+        self._stepping = False  # inside the training loop, which stops at its next step itself
 
     def run(self, job: TuningJob) -> None:
         """Run `job` to a final state; errors become a failed job with the message."""
+        self._armed = True
         try:
+            if self.interrupted.is_set():  # SIGTERM came while the worker was starting
+                raise Stopped
             if job.spec.method == PROBE:
                 self._probe(job)
             else:
                 self._train(job)
+        except Stopped:
+            self._end_stopped(job.id)
         except (TuningError, ValueError, OSError) as exc:
+            self._armed = False
             self.store.finish(job.id, "failed", error=str(exc))
+        finally:
+            self._armed = False
+
+    def stop(self) -> None:
+        """Stop the job (SIGTERM's handler: call it from the main thread). The training loop stops
+        at its next step with a checkpoint; anywhere else Stopped is raised here and now."""
+        self.interrupted.set()
+        if self._armed and not self._stepping:
+            self._armed = False
+            raise Stopped
+
+    def _end_stopped(self, job_id: str, result: dict[str, Any] | None = None) -> None:
+        """A stopped job ends cancelled when a cancel was asked for, else interrupted."""
+        self._armed = False
+        if self.store.cancel_requested(job_id):
+            self.store.finish(job_id, "cancelled", result=result)
+        else:
+            self.store.finish(job_id, "interrupted", result=result, error=SHUTDOWN)
 
     def run_dir(self, job: TuningJob) -> Path:
         return self.runs_root / job.id
@@ -71,6 +107,7 @@ class JobExecutor:
 
     def _should_stop(self, job_id: str) -> Callable[[], bool]:
         def check() -> bool:
+            self._stepping = True  # the loop is running: a stop now waits for its next step
             return self.interrupted.is_set() or self.store.cancel_requested(job_id)
         return check
 
@@ -86,27 +123,33 @@ class JobExecutor:
 
         config = self.config(job)
         self.store.update(job.id, phase="loading")
-        result = make_trainer(config.trainer).train(config, self._on_progress(job.id),
-                                                    self._should_stop(job.id))
+        try:
+            result = make_trainer(config.trainer).train(config, self._on_progress(job.id),
+                                                        self._should_stop(job.id))
+        finally:
+            self._stepping = False
         if result.eval_loss is not None:  # the final evaluation comes after the last progress report
             self.store.update(job.id, eval_loss=result.eval_loss)
         summary: dict[str, Any] = {"train": result.to_dict()}
-        if result.cancelled:
-            state = "interrupted" if self.interrupted.is_set() else "cancelled"
-            self.store.finish(job.id, state, result=summary,
-                              error="stopped by the service shutting down; resume it to continue"
-                              if state == "interrupted" else None)
+        if result.cancelled or self._stop_asked(job.id):
+            self._end_stopped(job.id, summary)
             return
         assert result.adapter_dir is not None
         gate = self._gate(job, config, result.adapter_dir) if job.spec.gate.declared else None
         if gate is not None:
             summary["gate"] = gate
             (self.run_dir(job) / GATE_FILE).write_text(json.dumps(gate, indent=2) + "\n")
+        if self._stop_asked(job.id):  # a cancel with no runner to signal it
+            self._end_stopped(job.id, summary)
+            return
         self.store.update(job.id, phase="registering")
         self._register(job, config, result.adapter_dir, {**result.to_dict(), "gate": gate})
         summary["adapter"] = job.spec.name
         summary["promote"] = bool(job.spec.gate.promote_if_better and gate and gate.get("better"))
         self.store.finish(job.id, "succeeded", result=summary)
+
+    def _stop_asked(self, job_id: str) -> bool:
+        return self.interrupted.is_set() or self.store.cancel_requested(job_id)
 
     def _register(self, job: TuningJob, config: TrainConfig, adapter_dir: Path,
                   metrics: dict[str, Any]) -> None:

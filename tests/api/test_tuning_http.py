@@ -25,6 +25,7 @@ from tests.helpers import LOCAL_URL
 ROWS = [{"instruction": f"Name item {i}.", "output": f"Item {i}. Sources: [1]"} for i in range(10)]
 TINY = {"max_steps": 2, "batch_size": 1, "grad_accum": 1, "model_max_length": 48,
         "val_fraction": 0.2, "lora_r": 4, "lora_alpha": 8, "num_threads": 1}
+CANCEL_BOUND_S = 15.0  # every phase: runner poll + SIGKILL grace + reaping, with room
 
 
 @pytest.fixture
@@ -122,16 +123,60 @@ def test_killing_the_worker_leaves_the_api_serving_and_the_job_resumable(client:
     assert client.post(f"/v1/tuning/jobs/{job_id}/resume").status_code == 409
 
 
-def test_cancel_a_running_job(client: TestClient) -> None:
-    config = {**TINY, "max_steps": 50}
+def start_job(client: TestClient, name: str, config: dict[str, Any], **job: Any) -> str:
     r = client.post("/v1/tuning/jobs", files={"file": ("d.jsonl", jsonl(ROWS))},
-                    data={"config": json.dumps({"name": "long", "config": config})})
-    job_id = r.json()["job_id"]
-    wait_for(client, job_id, lambda j: j["step"] >= 1)
+                    data={"config": json.dumps({"name": name, "config": config, **job})})
+    assert r.status_code == 201, r.text
+    return str(r.json()["job_id"])
+
+
+def cancel_within_bound(client: TestClient, job_id: str) -> dict[str, Any]:
+    """Cancel the running job: its state is final, and its worker gone, within CANCEL_BOUND_S."""
+    pid = client.get(f"/v1/tuning/jobs/{job_id}").json()["pid"]
+    started = time.monotonic()
     assert client.post(f"/v1/tuning/jobs/{job_id}/cancel").json()["cancel_requested"]
-    job = wait_for(client, job_id, lambda j: j["state"] != "running", timeout=60)
-    assert job["state"] == "cancelled" and job["step"] < 50
-    assert "long" not in [a["name"] for a in client.get("/v1/adapters").json()["adapters"]]
+    job = wait_for(client, job_id, lambda j: j["state"] != "running", timeout=CANCEL_BOUND_S)
+    while pid and time.monotonic() - started < CANCEL_BOUND_S:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    assert time.monotonic() - started < CANCEL_BOUND_S, "the worker outlived the bound"
+    return job
+
+
+def adapters(client: TestClient) -> list[str]:
+    return [a["name"] for a in client.get("/v1/adapters").json()["adapters"]]
+
+
+def test_cancel_while_loading_ends_within_seconds(client: TestClient) -> None:
+    job_id = start_job(client, "early", {**TINY, "max_steps": 50})
+    wait_for(client, job_id, lambda j: j["phase"] == "loading")
+    job = cancel_within_bound(client, job_id)
+    assert job["state"] == "cancelled" and job["resumable"] and job["step"] == 0, job
+
+
+def test_cancel_mid_step_keeps_the_last_step_and_resumes(client: TestClient) -> None:
+    job_id = start_job(client, "long", {**TINY, "max_steps": 3, "grad_accum": 6, "save_steps": 1})
+    wait_for(client, job_id, lambda j: j["step"] >= 1)
+    job = cancel_within_bound(client, job_id)
+    assert job["state"] == "cancelled" and job["step"] < 3, job
+    runs = Path(client.app.state.services.tuning.runs_root) / job_id / "checkpoints"
+    assert (runs / f"step-{job['step']}").is_dir()
+    assert "long" not in adapters(client)
+    assert client.post(f"/v1/tuning/jobs/{job_id}/resume").json()["state"] == "queued"
+    job = wait_for(client, job_id, lambda j: j["state"] not in ("queued", "running"))
+    assert job["state"] == "succeeded" and job["result"]["train"]["steps"] == 3, job
+
+
+def test_cancel_during_the_gate_ends_within_seconds_and_registers_nothing(client: TestClient) -> None:
+    job_id = start_job(client, "gated", {**TINY, "max_steps": 1}, checks={"regex": "Sources"},
+                       gate_prompts=50, gate_max_new_tokens=96)
+    wait_for(client, job_id, lambda j: (j["phase"] or "").startswith("gate"))
+    job = cancel_within_bound(client, job_id)
+    assert job["state"] == "cancelled", job
+    assert "gated" not in adapters(client)
 
 
 def test_linear_probe_job_then_predict(tmp_path: Path, real_embedder: Any) -> None:

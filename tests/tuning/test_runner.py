@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tuning.jobs import JobSpec, JobStore, TuningJob
-from tuning.runner import TuningRunner
+from tuning.runner import CANCEL_GRACE_S, TuningRunner
 
 ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -81,3 +81,70 @@ def test_stop_sends_sigterm_and_the_background_loop_runs_queued_jobs(store: JobS
     ended = store.get(job.id)
     assert (ended.state, ended.error) == ("interrupted", "shutdown")
     assert not store.runner_alive()
+
+
+def cancel_and_time(store: JobStore, runner: TuningRunner, code_phase: str) -> tuple[TuningJob, float]:
+    """Start a job in `runner`'s background loop, cancel it once its worker reports `code_phase`;
+    (the job as it ended, seconds from the cancel to its final state)."""
+    runner.start()
+    try:
+        job = store.create(JobSpec(name="j", dataset_id="0" * 16))
+        runner.wake()
+        deadline = time.time() + 60
+        while store.get(job.id).phase != code_phase and time.time() < deadline:
+            time.sleep(0.05)
+        assert store.get(job.id).state == "running"
+        started = time.monotonic()
+        store.cancel(job.id)
+        while not store.get(job.id).finished and time.monotonic() - started < 60:
+            time.sleep(0.05)
+        return store.get(job.id), time.monotonic() - started
+    finally:
+        runner.stop(timeout=20)
+
+
+def test_cancel_sends_sigterm_and_the_worker_ends_the_job_cancelled(store: JobStore,
+                                                                   tmp_path: Path) -> None:
+    code = ("import signal, time\n"
+            "signal.signal(signal.SIGTERM, lambda *a: (store.finish(job_id, 'cancelled'), sys.exit(0)))\n"
+            "store.update(job_id, phase='loading')\n"
+            "time.sleep(60)\n")
+    runner = TuningRunner(store, tmp_path / "runs", lambda job: [*worker(code, store.path), job.id],
+                          poll_s=0.1)
+    ended, seconds = cancel_and_time(store, runner, "loading")
+    assert (ended.state, ended.error) == ("cancelled", None)
+    assert seconds < 5  # SIGTERM within the runner's poll, not at the worker's next step
+
+
+def test_a_worker_stuck_past_the_grace_is_killed_and_the_job_cancelled(store: JobStore,
+                                                                       tmp_path: Path) -> None:
+    code = ("import signal, time\n"
+            "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"  # deaf, as in one long native call
+            "store.update(job_id, phase='tokenizing', step=0, total_steps=9)\n"
+            "time.sleep(60)\n")
+    runner = TuningRunner(store, tmp_path / "runs", lambda job: [*worker(code, store.path), job.id],
+                          poll_s=0.1)
+    ended, seconds = cancel_and_time(store, runner, "tokenizing")
+    assert ended.state == "cancelled" and ended.resumable
+    assert "did not stop within 5 s" in (ended.error or "") and "tokenizing" in (ended.error or "")
+    assert CANCEL_GRACE_S <= seconds < 15
+    assert store.requeue(ended.id).state == "queued"
+
+
+def test_the_background_runner_keeps_its_heartbeat_during_a_long_job(
+        store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tuning.jobs.RUNNER_STALE_S", 1.0)
+    code = "store.update(job_id, phase='training'); import time; time.sleep(4)\n"
+    runner = TuningRunner(store, tmp_path / "runs", lambda job: [*worker(code, store.path), job.id],
+                          poll_s=0.2)
+    runner.start()
+    try:
+        job = store.create(JobSpec(name="j", dataset_id="0" * 16))
+        runner.wake()
+        deadline = time.time() + 30
+        while store.get(job.id).phase != "training" and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.5)  # past the (shortened) staleness: only a heartbeat during the job counts
+        assert store.get(job.id).state == "running" and store.runner_alive()
+    finally:
+        runner.stop(timeout=20)

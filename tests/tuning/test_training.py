@@ -95,6 +95,18 @@ def test_should_stop_cancels_with_a_checkpoint(base_model: Path, tiny_data: Path
     assert (tmp_path / "checkpoints" / "step-1" / "trainable.safetensors").is_file()
 
 
+def test_should_stop_between_micro_batches_keeps_the_last_whole_step(base_model: Path, tiny_data: Path,
+                                                                    tmp_path: Path) -> None:
+    """A stop inside a step (after its first micro-batch) drops that step's gradients: the run
+    ends at the last whole step, checkpointed (a resume redoes the broken step)."""
+    calls = iter([False, False, False, False, True])  # step 1: loop + 2 micro-batches; step 2: loop, 1
+    result = make_trainer("native").train(tiny_config(base_model, tiny_data, tmp_path, max_steps=5,
+                                                      batch_size=1, grad_accum=3),
+                                          should_stop=lambda: next(calls))
+    assert result.cancelled and result.steps == 1
+    assert [d.name for d in (tmp_path / "checkpoints").iterdir()] == ["step-1"]
+
+
 def test_hf_trainer_run(base_model: Path, tiny_data: Path, tmp_path: Path, tokenizer: Any) -> None:
     seen: list[Progress] = []
     result = HFTrainer().train(tiny_config(base_model, tiny_data, tmp_path), on_progress=seen.append)
