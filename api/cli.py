@@ -35,6 +35,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from .app import create_app
+    from .logs import configure as configure_logs
 
     settings = settings.model_copy(update={"host": args.host or settings.host,
                                            "port": args.port or settings.port})
@@ -43,7 +44,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         raise ValueError(f"RAGTUNE_HOST={settings.host} reaches beyond this machine: create an API "
                          "key first (`ragtune keys create --name admin --scope admin`); every "
                          "request then needs one")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    configure_logs(settings.log_format)
+    # uvicorn's logging setup and access log give way to ours: JSON lines with the request id
+    # (api/logs.py), one access line per request (api/telemetry.py)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                log_config=None, access_log=False)
     return 0
 
 

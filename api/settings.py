@@ -25,6 +25,9 @@ class Settings(BaseSettings):
                                        "(429 past it; 0 = no limit; only while keys are in force)")
     cors_origins: str = Field("", description="origins (scheme://host:port) allowed to call the "
                               "API from a browser, comma-separated; none by default")
+    log_format: Literal["auto", "json", "plain"] = Field(
+        "auto", description="`ragtune serve` logs: json (an object a line, with the request id), "
+                            "plain, or auto: plain on a terminal, JSON otherwise")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device for models")
     embedder: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model directory,"
                           " or all-MiniLM-L6-v2 for the packaged one")
