@@ -57,6 +57,7 @@ class Corpus:
                                                     index_type=index or self.settings.index))
 
     def collection(self, name: str) -> Collection:
+        self.catalog.get(name)  # a missing collection is reported before the embedder loads
         return self.catalog.open(name, self.embedder)
 
     def ingest_paths(self, name: str, paths: list[Path], metadata: dict[str, Any] | None = None,
