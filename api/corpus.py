@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.archive import ArchiveLimits
-from ingest.pipeline import FileResult, IngestReport, ingest_paths
+from ingest.pipeline import FileLimits, FileResult, IngestReport, ingest_paths
 from retrieval.catalog import Catalog
 from retrieval.collection import Collection, CollectionConfig
 from retrieval.embedder import Embedder, SentenceTransformerEmbedder
@@ -45,6 +45,11 @@ class Corpus:
         return ArchiveLimits(max_entries=self.settings.zip_max_entries,
                              max_total_bytes=int(self.settings.zip_max_mb * 1024 * 1024))
 
+    @property
+    def file_limits(self) -> FileLimits:
+        return FileLimits(max_seconds=self.settings.max_file_seconds,
+                          max_chunks=self.settings.max_file_chunks)
+
     def create_collection(self, name: str, chunk_size: int | None = None,
                           chunk_overlap: int | None = None, index: str | None = None) -> Collection:
         """A new collection for this embedder's vectors; what is not given comes from Settings."""
@@ -63,7 +68,8 @@ class Corpus:
     def ingest_paths(self, name: str, paths: list[Path], metadata: dict[str, Any] | None = None,
                      on_result: Callable[[FileResult], None] | None = None) -> IngestReport:
         return ingest_paths(self.collection(name), self.embedder, paths, metadata,
-                            archive_limits=self.archive_limits, on_result=on_result)
+                            archive_limits=self.archive_limits, file_limits=self.file_limits,
+                            on_result=on_result)
 
     def search(self, name: str, query: str, k: int, flt: SearchFilter | None = None,
                mode: str | None = None) -> list[Hit]:

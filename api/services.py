@@ -50,7 +50,8 @@ class Services(Corpus):
         super().__init__(settings, embedder)
         self._lock = threading.Lock()
         self.ingest_worker = IngestWorker(settings.data_dir, self.catalog, lambda: self.embedder,
-                                          self.archive_limits)
+                                          self.archive_limits, self.file_limits,
+                                          workers=settings.ingest_workers)
         self.evals = EvalStore(settings.data_dir / "evals")
         self.adapters = AdapterRegistry(settings.data_dir / "adapters")
         self.serving = ServingModel(self.adapters, self.generator_path, settings.quantization,

@@ -44,6 +44,12 @@ class Settings(BaseSettings):
     max_files_per_upload: int = Field(1000, ge=1, description="files in one upload request")
     zip_max_entries: int = Field(10_000, ge=1, description="most entries read from one .zip")
     zip_max_mb: float = Field(1000.0, gt=0, description="most uncompressed bytes from one .zip")
+    max_file_seconds: float = Field(600.0, gt=0, description="most seconds to read and chunk one "
+                                    "file (one document of a JSONL); over it the file fails alone")
+    max_file_chunks: int = Field(100_000, ge=1, description="most chunks one file (one document of "
+                                 "a JSONL) may make; over it the file fails alone")
+    ingest_workers: int = Field(2, ge=1, le=64, description="ingest jobs run at once, each on a "
+                                "different collection (a collection's jobs run one at a time)")
     use_faiss_gpu: Literal["auto", "yes", "no"] = Field("auto", description="copy indexes to GPU")
     index: str = Field("flat", description="vector index of new collections: flat (exact), numpy, "
                        "hnsw or ivfpq (approximate; README \"Index types at scale\")")

@@ -1,22 +1,40 @@
 """Chunking with langchain-text-splitters, sizes counted in the embedder's tokens.
 
-Recursive splitting by default; Markdown is first split on headers and each chunk keeps its header
-path as metadata; paged documents (PDF) are split page by page so every chunk has one page number.
+Recursive splitting by default; Markdown is first grouped under its headers and each chunk keeps its
+header path as metadata; paged documents (PDF) are split page by page so every chunk has one page
+number. Long texts reach the splitter in bounded windows (ingest/sections.py) and chunks come out one
+by one (`iter_chunks`), so a large file costs time in proportion to its size and memory for its chunks
+only. Token counts of short pieces are remembered: the splitter counts each piece again as it slides
+its overlap, and a page of one repeated character or word would count it thousands of times.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from retrieval.types import ChunkRecord
 
+from .sections import MD_LEVELS, markdown_sections, windows
 from .types import LoadedDocument
 
-MD_HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
+MD_HEADERS = list(MD_LEVELS.items())
 SEPARATORS = ["\n\n", "\n", ". ", "? ", "! ", "; ", ", ", " ", ""]
+MEMO_ENTRIES = 16_384
+MEMO_CHARS = 256
+
+
+def memoized(count_tokens: Callable[[str], int]) -> Callable[[str], int]:
+    """`count_tokens` remembering its last MEMO_ENTRIES answers for texts of up to MEMO_CHARS."""
+    cached = functools.lru_cache(maxsize=MEMO_ENTRIES)(count_tokens)
+
+    def count(text: str) -> int:
+        return cached(text) if len(text) <= MEMO_CHARS else count_tokens(text)
+
+    return count
 
 
 @dataclass(frozen=True)
@@ -39,42 +57,51 @@ class Chunker:
 
     def __init__(self, config: ChunkingConfig, count_tokens: Callable[[str], int]) -> None:
         self.config = config
-        self._splitter = RecursiveCharacterTextSplitter(
-            chunk_size=config.chunk_size, chunk_overlap=config.chunk_overlap,
-            length_function=count_tokens, separators=SEPARATORS, keep_separator="end",
-            strip_whitespace=True,
+        self._count = memoized(count_tokens)
+        self._splitter = self._recursive(config.chunk_size)
+        self._under: dict[int, RecursiveCharacterTextSplitter] = {}
+
+    def _recursive(self, size: int) -> RecursiveCharacterTextSplitter:
+        return RecursiveCharacterTextSplitter(
+            chunk_size=size, chunk_overlap=self.config.chunk_overlap, length_function=self._count,
+            separators=SEPARATORS, keep_separator="end", strip_whitespace=True,
         )
-        self._md = MarkdownHeaderTextSplitter(headers_to_split_on=MD_HEADERS, strip_headers=True)
-        self._count = count_tokens
 
     def split_text(self, text: str) -> list[str]:
-        return [t for t in self._splitter.split_text(text) if t.strip()]
+        return list(self._split(text, self._splitter))
 
-    def _split_under(self, heading: str, text: str) -> list[str]:
+    def _split(self, text: str, splitter: RecursiveCharacterTextSplitter) -> Iterator[str]:
+        for window in windows(text):
+            yield from (t for t in splitter.split_text(window) if t.strip())
+
+    def _split_under(self, heading: str, text: str) -> Iterator[str]:
         """Split `text` so that each piece, prefixed by `heading`, still fits the chunk size."""
         budget = self.config.chunk_size - self._count(heading) - 1
         if budget <= self.config.chunk_overlap:
-            return self.split_text(text)
-        splitter = RecursiveCharacterTextSplitter(
-            chunk_size=budget, chunk_overlap=self.config.chunk_overlap,
-            length_function=self._count, separators=SEPARATORS, keep_separator="end",
-        )
-        return [f"{heading}\n{t}" for t in splitter.split_text(text) if t.strip()]
+            yield from self._split(text, self._splitter)
+            return
+        splitter = self._under.get(budget)
+        if splitter is None:
+            splitter = self._under[budget] = self._recursive(budget)
+        yield from (f"{heading}\n{t}" for t in self._split(text, splitter))
 
     def chunk(self, doc: LoadedDocument) -> list[ChunkRecord]:
-        if doc.format == "md":
-            return self._chunk_markdown(doc)
-        return [ChunkRecord(text=t, page=page.number)
-                for page in doc.pages for t in self.split_text(page.text)]
+        return list(self.iter_chunks(doc))
 
-    def _chunk_markdown(self, doc: LoadedDocument) -> list[ChunkRecord]:
-        out: list[ChunkRecord] = []
+    def iter_chunks(self, doc: LoadedDocument) -> Iterator[ChunkRecord]:
+        """The chunks of `doc` in order, made as they are asked for."""
+        if doc.format == "md":
+            yield from self._markdown_chunks(doc)
+            return
         for page in doc.pages:
-            for section in self._md.split_text(page.text):
-                path = " > ".join(section.metadata[k] for _, k in MD_HEADERS
-                                  if k in section.metadata)
-                body = section.page_content.replace("  \n", "\n")
-                pieces = self._split_under(path, body) if path else self.split_text(body)
+            yield from (ChunkRecord(text=t, page=page.number)
+                        for t in self._split(page.text, self._splitter))
+
+    def _markdown_chunks(self, doc: LoadedDocument) -> Iterator[ChunkRecord]:
+        for page in doc.pages:
+            for headers, section in markdown_sections(page.text):
+                body = section.replace("  \n", "\n")
+                path = " > ".join(headers[k] for _, k in MD_HEADERS if k in headers)
+                pieces = self._split_under(path, body) if path else self._split(body, self._splitter)
                 meta = {"section": path} if path else {}
-                out += [ChunkRecord(text=t, page=page.number, metadata=meta) for t in pieces]
-        return out
+                yield from (ChunkRecord(text=t, page=page.number, metadata=meta) for t in pieces)

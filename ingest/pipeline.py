@@ -3,12 +3,18 @@
 Chunks of many documents are embedded together (the embedder is fastest on full batches), then the
 batch's documents are committed in one docstore transaction. Identical content already stored is
 skipped before embedding. Time is measured per stage so benchmarks can say where it goes.
+
+One file's work is bounded (`FileLimits`: seconds to read and chunk it, chunks it may make): a file
+over a bound fails alone, saying which, and nothing of it is indexed. A long file reports how far
+it is (`FileProgress`: chunks made, then embedded) about once a second.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,11 +31,50 @@ from .loaders import ArchiveLimits, iter_documents
 from .types import FileFailure, LoadedDocument
 
 STAGES = ("parse", "chunk", "embed", "commit", "index_save")
+PROGRESS_EVERY_S = 1.0
 
 
 def document_id(content: bytes) -> str:
     """Content-addressed id: identical bytes give the same document."""
     return hashlib.sha256(content).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class FileLimits:
+    """Bounds on the work one file may cost. A document over one fails alone, saying which, and
+    nothing of it is indexed (documents of a multi-document file, such as JSONL, count one by one).
+    Embedding is bounded through the chunks: its time depends on the hardware, not on the file."""
+
+    max_seconds: float = 600.0
+    """Most seconds to read a document and chunk it."""
+    max_chunks: int = 100_000
+    """Most chunks one document may make."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_seconds", "max_chunks"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 \
+                    or not math.isfinite(value):
+                raise ValueError(f"FileLimits.{name} must be a positive number, got {value!r}")
+
+    def too_many_chunks(self) -> str:
+        return (f"more than {self.max_chunks:,} chunks, the limit per file "
+                "(RAGTUNE_MAX_FILE_CHUNKS): not indexed; split the file or raise the limit")
+
+    def too_slow(self, chunks: int) -> str:
+        return (f"reading and chunking took over {self.max_seconds:g} s, the limit per file "
+                f"(RAGTUNE_MAX_FILE_SECONDS), after {chunks:,} chunks: not indexed")
+
+
+@dataclass(frozen=True)
+class FileProgress:
+    """How far the pipeline is in one document."""
+
+    source: str
+    chunks: int
+    """Chunks made so far: final once its chunking ends."""
+    embedded: int
+    """Of those, chunks embedded so far."""
 
 
 @dataclass(frozen=True)
@@ -79,9 +124,40 @@ class _Pending:
     warnings: tuple[str, ...]
 
 
+@dataclass
+class _Run:
+    """One run's report, result sink and progress sink, handed to each step."""
+
+    report: IngestReport
+    on_result: Callable[[FileResult], None] | None
+    on_progress: Callable[[FileProgress], None] | None
+    every_s: float
+    last_tick: float = -math.inf
+
+    @property
+    def stages(self) -> dict[str, float]:
+        return self.report.stage_seconds
+
+    def emit(self, result: FileResult) -> None:
+        self.report.results.append(result)
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def tick(self, source: str, chunks: int, embedded: int) -> None:
+        """Report progress, at most once every `every_s` seconds."""
+        if self.on_progress is None:
+            return
+        now = time.monotonic()
+        if now - self.last_tick >= self.every_s:
+            self.last_tick = now
+            self.on_progress(FileProgress(source, chunks, embedded))
+
+
 class IngestPipeline:
     def __init__(self, collection: Collection, embedder: Embedder, chunker: Chunker,
-                 batch_chunks: int = 256, extra_metadata: dict[str, Any] | None = None) -> None:
+                 batch_chunks: int = 256, extra_metadata: dict[str, Any] | None = None,
+                 limits: FileLimits | None = None,
+                 progress_every_s: float = PROGRESS_EVERY_S) -> None:
         if batch_chunks < 1:
             raise ValueError(f"batch_chunks {batch_chunks!r} must be >= 1")
         self.collection = collection
@@ -89,62 +165,60 @@ class IngestPipeline:
         self.chunker = chunker
         self.batch_chunks = batch_chunks
         self.extra_metadata = extra_metadata or {}
+        self.limits = limits or FileLimits()
+        self.progress_every_s = progress_every_s
 
     @classmethod
     def for_collection(cls, collection: Collection, embedder: Embedder,
-                       extra_metadata: dict[str, Any] | None = None) -> IngestPipeline:
+                       extra_metadata: dict[str, Any] | None = None,
+                       limits: FileLimits | None = None) -> IngestPipeline:
         """A pipeline that chunks by `collection`'s own chunk settings, counted in `embedder`'s
         tokens."""
         config = ChunkingConfig(collection.config.chunk_size, collection.config.chunk_overlap)
         return cls(collection, embedder, Chunker(config, embedder.count_tokens),
-                   extra_metadata=extra_metadata)
+                   extra_metadata=extra_metadata, limits=limits)
 
     def run(self, items: Iterable[LoadedDocument | FileFailure],
             on_result: Callable[[FileResult], None] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> IngestReport:
+            should_stop: Callable[[], bool] | None = None,
+            on_progress: Callable[[FileProgress], None] | None = None) -> IngestReport:
         report = IngestReport()
+        run = _Run(report, on_result, on_progress, self.progress_every_s)
         start = time.perf_counter()
         pending: list[_Pending] = []
-
-        def emit(result: FileResult) -> None:
-            report.results.append(result)
-            if on_result is not None:
-                on_result(result)
-
-        for item in _timed(items, report.stage_seconds):
+        for item, read_s in _timed(items, report.stage_seconds):
             if should_stop is not None and should_stop():
                 report.cancelled = True
                 break
             if isinstance(item, FileFailure):
-                emit(FileResult(item.source, "failed", error=item.reason))
+                run.emit(FileResult(item.source, "failed", error=item.reason))
                 continue
-            ready = self._prepare(item, report.stage_seconds, emit)
+            ready = self._prepare(item, read_s, run)
             if ready is not None:
                 pending.append(ready)
             if sum(len(p.chunks) for p in pending) >= self.batch_chunks:
-                self._commit(pending, report.stage_seconds, emit)
+                self._commit(pending, run)
                 pending = []
         if pending:
-            self._commit(pending, report.stage_seconds, emit)
+            self._commit(pending, run)
         t = time.perf_counter()
         self.collection.flush()
         report.stage_seconds["index_save"] += time.perf_counter() - t
         report.seconds = time.perf_counter() - start
         return report
 
-    def _prepare(self, item: LoadedDocument, stages: dict[str, float],
-                 emit: Callable[[FileResult], None]) -> _Pending | None:
+    def _prepare(self, item: LoadedDocument, read_s: float, run: _Run) -> _Pending | None:
         doc_id = document_id(item.content)
         warnings = tuple(item.warnings)
         if self.collection.has_document(doc_id):
-            emit(FileResult(item.source, "unchanged", doc_id=doc_id, warnings=warnings))
+            run.emit(FileResult(item.source, "unchanged", doc_id=doc_id, warnings=warnings))
             return None
         t = time.perf_counter()
-        chunks = self.chunker.chunk(item)
-        stages["chunk"] += time.perf_counter() - t
-        if not chunks:
-            emit(FileResult(item.source, "failed", doc_id=doc_id, error="no text to index",
-                            warnings=warnings))
+        chunks, error = self._chunks(item, t - read_s, run)
+        run.stages["chunk"] += time.perf_counter() - t
+        if error is not None or not chunks:
+            run.emit(FileResult(item.source, "failed", doc_id=doc_id,
+                                error=error or "no text to index", warnings=warnings))
             return None
         record = DocumentRecord(doc_id=doc_id, source=item.source, format=item.format,
                                 size_bytes=len(item.content),
@@ -152,41 +226,67 @@ class IngestPipeline:
                                 warnings=list(warnings))
         return _Pending(record, chunks, warnings)
 
-    def _commit(self, pending: list[_Pending], stages: dict[str, float],
-                emit: Callable[[FileResult], None]) -> None:
+    def _chunks(self, item: LoadedDocument, started: float,
+                run: _Run) -> tuple[list[ChunkRecord], str | None]:
+        """`item`'s chunks, or the bound it broke (read and chunked since `started`)."""
+        limits = self.limits
+        chunks: list[ChunkRecord] = []
+        for chunk in self.chunker.iter_chunks(item):
+            chunks.append(chunk)
+            if len(chunks) > limits.max_chunks:
+                return [], limits.too_many_chunks()
+            if time.perf_counter() - started > limits.max_seconds:
+                return [], limits.too_slow(len(chunks))
+            run.tick(item.source, len(chunks), 0)
+        if time.perf_counter() - started > limits.max_seconds:  # reading alone took too long
+            return [], limits.too_slow(len(chunks))
+        return chunks, None
+
+    def _commit(self, pending: list[_Pending], run: _Run) -> None:
+        bounds = np.cumsum([0] + [len(p.chunks) for p in pending]).tolist()
+        texts = [c.text for p in pending for c in p.chunks]
+        parts: list[np.ndarray] = []
         t = time.perf_counter()
-        vectors = self.embedder.embed_batch([c.text for p in pending for c in p.chunks])
-        stages["embed"] += time.perf_counter() - t
+        for start in range(0, len(texts), self.batch_chunks):  # a long document shows progress
+            end = min(start + self.batch_chunks, len(texts))
+            parts.append(self.embedder.embed_batch(texts[start:end]))
+            doc = bisect_right(bounds, end - 1) - 1
+            run.tick(pending[doc].doc.source, len(pending[doc].chunks), end - bounds[doc])
+        vectors = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        run.stages["embed"] += time.perf_counter() - t
         t = time.perf_counter()
-        bounds = np.cumsum([0] + [len(p.chunks) for p in pending])
         items = [(p.doc, p.chunks, vectors[bounds[i]:bounds[i + 1]])
                  for i, p in enumerate(pending)]
         outcomes = self.collection.commit(items)
         self.collection.flush_if_stale()
-        stages["commit"] += time.perf_counter() - t
+        run.stages["commit"] += time.perf_counter() - t
         for p, out in zip(pending, outcomes, strict=True):
-            emit(FileResult(p.doc.source, out.status, doc_id=out.doc_id, chunks=out.chunks_added,
-                            warnings=p.warnings))
+            run.emit(FileResult(p.doc.source, out.status, doc_id=out.doc_id,
+                                chunks=out.chunks_added, warnings=p.warnings))
 
 
 def ingest_paths(collection: Collection, embedder: Embedder, paths: list[Path],
                  metadata: dict[str, Any] | None = None, *,
                  archive_limits: ArchiveLimits | None = None,
+                 file_limits: FileLimits | None = None,
                  on_result: Callable[[FileResult], None] | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> IngestReport:
+                 should_stop: Callable[[], bool] | None = None,
+                 on_progress: Callable[[FileProgress], None] | None = None) -> IngestReport:
     """The ingest recipe: every file under `paths` (folders walked, archives opened within
-    `archive_limits`) chunked by the collection's own chunk settings, embedded with `embedder`
-    and committed to `collection`, which is searchable by keyword too once this returns.
-    `metadata` is added to every document's own."""
+    `archive_limits`) chunked by the collection's own chunk settings within `file_limits`,
+    embedded with `embedder` and committed to `collection`, which is searchable by keyword too
+    once this returns. `metadata` is added to every document's own; `on_result` hears of each
+    document when it is done, `on_progress` of a long one about once a second."""
     items = iter_documents(paths, archive_limits=archive_limits or ArchiveLimits())
-    report = IngestPipeline.for_collection(collection, embedder, metadata).run(
-        items, on_result=on_result, should_stop=should_stop)
+    pipeline = IngestPipeline.for_collection(collection, embedder, metadata, file_limits)
+    report = pipeline.run(items, on_result=on_result, should_stop=should_stop,
+                          on_progress=on_progress)
     collection.settle_keyword_index()
     return report
 
 
-def _timed(items: Iterable[Any], stages: dict[str, float]) -> Iterator[Any]:
-    """Yield from `items`, adding the time spent producing each item to the parse stage."""
+def _timed(items: Iterable[Any], stages: dict[str, float]) -> Iterator[tuple[Any, float]]:
+    """Yield `(item, seconds it took to produce)` from `items`, adding the time to the parse stage."""
     it = iter(items)
     while True:
         t = time.perf_counter()
@@ -195,5 +295,6 @@ def _timed(items: Iterable[Any], stages: dict[str, float]) -> Iterator[Any]:
         except StopIteration:
             return
         finally:
-            stages["parse"] += time.perf_counter() - t
-        yield item
+            took = time.perf_counter() - t
+            stages["parse"] += took
+        yield item, took

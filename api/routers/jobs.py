@@ -19,7 +19,9 @@ def job_out(job: Job) -> JobOut:
                   files_total=job.files_total, files_done=job.files_done,
                   chunks_added=job.chunks_added, errors=[FileError(**e) for e in job.errors],
                   results=job.results, note=job.note, created_at=job.created_at,
-                  started_at=job.started_at, finished_at=job.finished_at)
+                  started_at=job.started_at, finished_at=job.finished_at,
+                  current_file=job.current_file, current_chunks=job.current_chunks,
+                  current_chunks_total=job.current_chunks_total)
 
 
 @router.get("", response_model=list[JobOut])
