@@ -317,7 +317,9 @@ class JobStore:
         return self.get(job_id)
 
     def recover(self) -> builtins.list[str]:
-        """Mark running jobs whose worker process is gone as interrupted; their ids."""
+        """End running jobs whose worker process is gone (or never started: a runner killed between
+        claiming a job and starting its worker): cancelled when a cancel was asked for, else
+        interrupted; their ids."""
         def gone(job: TuningJob) -> bool:
             if job.pid is None:  # claimed a moment ago, its worker not started yet?
                 updated = datetime.fromisoformat(job.updated_at)
@@ -326,8 +328,11 @@ class JobStore:
 
         lost = [j for j in self.list(limit=10_000) if j.state == "running" and gone(j)]
         for job in lost:
-            self.finish(job.id, "interrupted", error="the worker stopped before the job finished "
-                        "(service restart or crash); resume it to continue from its last checkpoint")
+            if job.cancel_requested:
+                self.finish(job.id, "cancelled")
+            else:
+                self.finish(job.id, "interrupted", error="the worker stopped before the job finished "
+                            "(service restart or crash); resume it to continue from its last checkpoint")
         return [j.id for j in lost]
 
     def heartbeat(self, pid: int) -> None:

@@ -4,7 +4,8 @@ A crash, an out-of-memory kill or a `kill -9` of the worker ends that job (inter
 by a signal, failed when it exited with an error, with the tail of its log), never the process that
 runs the runner (the API, or `ragtune tune start`). The worker is started with a parent-death
 signal, so it does not outlive a killed runner; at start-up the runner marks jobs whose worker is
-gone as interrupted. One job runs at a time: training takes the whole machine.
+gone as interrupted, and keeps doing so while idle (a job claimed by a runner that was killed before
+starting its worker has no worker to notice). One job runs at a time: training takes the whole machine.
 
 A cancel takes effect within seconds in every phase: the runner watches the running job, sends its
 worker SIGTERM as soon as a cancel is asked for (training stops at its next step with a checkpoint;
@@ -32,6 +33,7 @@ WORKER_LOG = "worker.log"
 TERM_GRACE_S = 120.0
 CANCEL_GRACE_S = 5.0
 CANCEL_POLL_S = 0.25
+RECOVER_EVERY_S = 10.0
 LOG_TAIL_LINES = 15
 
 
@@ -71,21 +73,29 @@ class TuningRunner:
 
     # --- the background loop (the API) ---
     def start(self) -> None:
-        lost = self.store.recover()
-        if lost:
-            log.warning("tuning jobs %s were interrupted by a restart; resume them to continue", lost)
+        self._recover()
         self.store.heartbeat(os.getpid())
         self._thread = threading.Thread(target=self._loop, name="tuning-runner", daemon=True)
         self._thread.start()
+
+    def _recover(self) -> None:
+        lost = self.store.recover()
+        if lost:
+            log.warning("tuning jobs %s lost their worker (a restart or a crash); resume them to "
+                        "continue", lost)
 
     def wake(self) -> None:
         self._wake.set()
 
     def _loop(self) -> None:
+        recovered = time.monotonic()
         while not self._stop.is_set():
             self.store.heartbeat(os.getpid())
             job = self.store.claim_next()
             if job is None:
+                if time.monotonic() - recovered >= RECOVER_EVERY_S:
+                    self._recover()
+                    recovered = time.monotonic()
                 self._wake.wait(self.poll_s)
                 self._wake.clear()
                 continue

@@ -148,3 +148,28 @@ def test_the_background_runner_keeps_its_heartbeat_during_a_long_job(
         assert store.get(job.id).state == "running" and store.runner_alive()
     finally:
         runner.stop(timeout=20)
+
+
+def test_a_job_claimed_by_a_killed_runner_is_ended_while_the_next_one_idles(
+        store: JobStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server was killed between claiming a job and starting its worker (found by bench.soak):
+    the job was left running, with no worker, past the next start's recovery (it looked freshly
+    claimed), and a cancel of it was never acted on. The idle runner now ends it: cancelled, since
+    a cancel was asked for."""
+    monkeypatch.setattr("tuning.jobs.CLAIM_GRACE_S", 0.5)
+    monkeypatch.setattr("tuning.runner.RECOVER_EVERY_S", 0.2)
+    orphan = store.create(JobSpec(name="orphan", dataset_id="0" * 16))
+    assert store.claim_next() is not None  # ... and the runner that claimed it dies here
+    store.cancel(orphan.id)
+    runner = TuningRunner(store, tmp_path / "runs", lambda job: [*worker("", store.path), job.id],
+                          poll_s=0.1)
+    runner.start()  # the claim is too fresh for start-up's recovery
+    try:
+        assert store.get(orphan.id).state == "running"
+        deadline = time.time() + 10
+        while store.get(orphan.id).state == "running" and time.time() < deadline:
+            time.sleep(0.05)
+    finally:
+        runner.stop(timeout=20)
+    ended = store.get(orphan.id)
+    assert ended.state == "cancelled" and ended.resumable
