@@ -219,9 +219,13 @@ class IngestWorker:
         return job_id, path
 
     def submit(self, job_id: str, collection: str, files: list[str],
-               metadata: dict[str, Any]) -> Job:
+               metadata: dict[str, Any], rejected: list[dict[str, str]] | None = None) -> Job:
+        """Queue `files` (saved under the job's upload folder). `rejected`: files of the same
+        upload refused on arrival ({"source", "reason"}), reported among the job's errors."""
+        refused = [{**r, "stage": "upload"} for r in rejected or []]
         job = Job(id=job_id, collection=collection, state="queued", files=files,
-                  metadata=metadata, files_total=len(files), created_at=_now())
+                  metadata=metadata, files_total=len(files) + len(refused),
+                  files_done=len(refused), errors=refused, created_at=_now())
         self.store.insert(job)
         self._enqueue(job)
         return job
@@ -258,7 +262,8 @@ class IngestWorker:
 
     def _run(self, job: Job) -> None:
         job.state, job.started_at = "running", _now()
-        job.files_done, job.chunks_added, job.errors = 0, 0, []
+        job.errors = [e for e in job.errors if e.get("stage") == "upload"]  # refused on arrival
+        job.files_done, job.chunks_added = len(job.errors), 0
         self.store.update(job)
 
         def on_result(result: FileResult) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
+from ingest.errors import UnsupportedFileType
 from ingest.loaders import check_supported
 from retrieval.errors import DocumentNotFound
 from retrieval.types import DocumentRecord
@@ -41,19 +42,32 @@ def _parse_metadata(raw: str | None) -> dict[str, Any]:
 
 
 def _check_files(files: list[UploadFile], limit_bytes: int, limit_mb: float,
-                 max_files: int) -> list[str]:
+                 max_files: int) -> tuple[list[UploadFile], list[str], list[dict[str, str]]]:
+    """The files to ingest and their names, and those of an unsupported type (refused alone,
+    with their reason); an upload with nothing to ingest is refused as a whole."""
     if len(files) > max_files:
         raise BadRequest(f"{len(files)} files in one upload; the limit is {max_files}")
+    kept: list[UploadFile] = []
     names: list[str] = []
+    rejected: list[dict[str, str]] = []
+    first_refusal: UnsupportedFileType | None = None
     for f in files:
         name = upload_name(f.filename)
-        if name in names:
+        if name in names or name in (r["source"] for r in rejected):
             raise BadRequest(f"file name {name!r} appears twice in one upload")
-        check_supported(name)
+        try:
+            check_supported(name)
+        except UnsupportedFileType as exc:
+            first_refusal = first_refusal or exc
+            rejected.append({"source": name, "reason": str(exc)})
+            continue
         if f.size is not None and f.size > limit_bytes:
             raise UploadTooLarge(name, limit_mb)
+        kept.append(f)
         names.append(name)
-    return names
+    if not kept and first_refusal is not None:
+        raise first_refusal
+    return kept, names, rejected
 
 
 @router.post("", status_code=202, response_model=JobOut)
@@ -63,8 +77,8 @@ def upload_documents(name: str, services: ServicesDep,
                      ) -> JobOut:
     services.collection(name)
     settings = services.settings
-    names = _check_files(files, settings.max_upload_bytes, settings.max_upload_mb,
-                         settings.max_files_per_upload)
+    files, names, rejected = _check_files(files, settings.max_upload_bytes, settings.max_upload_mb,
+                                          settings.max_files_per_upload)
     meta = _parse_metadata(metadata)
     worker = services.ingest_worker
     job_id, folder = worker.new_job_dir()
@@ -74,7 +88,7 @@ def upload_documents(name: str, services: ServicesDep,
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    return job_out(worker.submit(job_id, name, names, meta))
+    return job_out(worker.submit(job_id, name, names, meta, rejected))
 
 
 @router.get("", response_model=DocumentList)

@@ -191,3 +191,17 @@ def test_a_document_is_found_by_keyword_as_soon_as_its_job_succeeded(client: Tes
     assert job["state"] == "succeeded"
     hits = client.post("/v1/collections/kb/search", json=query).json()["hits"]
     assert [h["source"] for h in hits] == ["b.txt"]  # within BM25's rebuild throttle, not after it
+
+
+def test_a_multi_file_upload_ingests_the_valid_files_and_reports_each_refused_one(
+        client: TestClient) -> None:
+    assert client.post("/v1/collections", json={"name": "kb"}).status_code == 201
+    r = _upload(client, [("a.txt", b"Pumps move water uphill."), ("tool.exe", b"MZ"),
+                         ("b.md", b"# Valves\n\nValves stop the flow."), ("c.docx", b"PK")])
+    assert r.status_code == 202, r.text
+    assert [e["source"] for e in r.json()["errors"]] == ["tool.exe", "c.docx"]
+    job = _wait(client, r.json()["job_id"])
+    assert job["state"] == "succeeded" and (job["files_done"], job["files_total"]) == (4, 4)
+    reasons = {e["source"]: e["reason"] for e in job["errors"]}
+    assert set(reasons) == {"tool.exe", "c.docx"} and ".pdf" in reasons["tool.exe"]
+    assert client.get("/v1/collections/kb/documents").json()["total"] == 2
