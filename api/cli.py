@@ -1,7 +1,9 @@
 """The `ragtune` command line: serve, collections, ingest, search, models, adapters, tune, classifiers.
 
-Domain errors are translated here, once, into a message on stderr and an exit code
-(1: the work partly failed, 2: bad input).
+Domain errors are translated here, once, into a message on stderr and an exit code (1: the work
+partly failed, 2: bad input or a refusal by the server, 3: the named server does not answer).
+`search`, `ask`, `ingest` and some `tune` and `eval` commands use a running server when one answers
+(api/cli_remote.py) and print the same text and JSON either way.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,13 @@ from retrieval.errors import CollectionNotFound, RetrievalError
 from retrieval.index import INDEXES
 from tuning.errors import TuningError
 
+from .cli_remote import ServerUnreachable, add_server_options, connect, error_message
 from .cli_services import open_corpus
 from .cli_services import open_services as _services
+from .client import RagtuneError
 from .guard import is_loopback
 from .keys import KeyStore
+from .schemas import AskResponse, HitOut
 from .settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -70,6 +75,30 @@ def cmd_collections(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from . import cli_remote
+
+    client = connect(args, settings)
+    if client is not None:
+        summary, files = cli_remote.ingest(client, args)
+    else:
+        summary, files = _ingest_here(args, settings)
+    print(f"{args.collection}: {summary['added']} added, {summary['replaced']} replaced, "
+          f"{summary['unchanged']} unchanged, {summary['failed']} failed; "
+          f"{summary['chunks_added']} chunks in {summary['seconds']:.1f}s "
+          f"({summary['chunks_per_s']} chunks/s)")
+    for f in files:
+        for w in f["warnings"]:
+            print(f"  warning: {f['source']}: {w}")
+    failures = [f for f in files if f["error"]]
+    for f in failures:
+        print(f"  error: {f['source']}: {f['error']}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({**summary, "files": files}))
+    return 1 if failures else 0
+
+
+def _ingest_here(args: argparse.Namespace,
+                 settings: Settings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from tqdm import tqdm
 
     from ingest.loaders import count_files
@@ -98,32 +127,26 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
                             errors=len(failures))
 
         report = svc.ingest_paths(args.collection, paths, metadata, on_result)
-    summary = report.summary()
-    print(f"{args.collection}: {summary['added']} added, {summary['replaced']} replaced, "
-          f"{summary['unchanged']} unchanged, {summary['failed']} failed; "
-          f"{summary['chunks_added']} chunks in {summary['seconds']:.1f}s "
-          f"({summary['chunks_per_s']} chunks/s)")
-    for r in report.results:
-        for w in r.warnings:
-            print(f"  warning: {r.source}: {w}")
-    for f in failures:
-        print(f"  error: {f.source}: {f.error}", file=sys.stderr)
-    if args.json:
-        files = [{"source": r.source, "status": r.status, "doc_id": r.doc_id, "chunks": r.chunks,
-                  "error": r.error, "warnings": list(r.warnings)} for r in report.results]
-        print(json.dumps({**summary, "files": files}))
     svc.close()
-    return 1 if failures else 0
+    summary = report.summary()
+    summary.pop("stage_seconds")  # the same keys as through a server
+    return summary, [r.to_dict() for r in report.results]
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.types import SearchFilter
+    client = connect(args, settings)
+    if client is not None:
+        flt = {k: v for k, v in (("source", args.source), ("doc_id", args.doc_id)) if v}
+        hits = client.search(args.collection, args.query, args.k, args.mode, flt or None)
+    else:
+        from retrieval.types import SearchFilter
 
-    svc = open_corpus(settings)
-    flt = SearchFilter(source=args.source, doc_id=args.doc_id)
-    hits = svc.search(args.collection, args.query, args.k, flt, mode=args.mode)
+        svc = open_corpus(settings)
+        found = svc.search(args.collection, args.query, args.k,
+                           SearchFilter(source=args.source, doc_id=args.doc_id), mode=args.mode)
+        hits = [HitOut(**h.__dict__) for h in found]
     if args.json:
-        print(json.dumps({"hits": [h.__dict__ for h in hits]}, indent=2))
+        print(json.dumps({"hits": [h.model_dump() for h in hits]}, indent=2))
         return 0
     for i, h in enumerate(hits, 1):
         page = f" p.{h.page}" if h.page else ""
@@ -183,14 +206,14 @@ def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from generation.rag import Answer
-
-    svc = _services(settings)
-    config = svc.ask_config(k=args.k, max_new_tokens=args.max_new_tokens, mode=args.mode,
-                            answer_style=args.answer_style)
+    options = {"k": args.k, "max_new_tokens": args.max_new_tokens, "mode": args.mode,
+               "answer_style": args.answer_style}
+    client = connect(args, settings)
+    items = (client.ask_stream(args.collection, args.question, **options) if client is not None
+             else _ask_here(args, settings, options))
     answer, streamed = None, ""
-    for item in svc.ask_stream(args.collection, args.question, config):
-        if isinstance(item, Answer):
+    for item in items:
+        if isinstance(item, AskResponse):
             answer = item
         elif args.stream and not args.json:
             streamed += item
@@ -201,9 +224,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         # [n] markers pointed at the passages it was copied from, or the refusal) is this
         print(f"\n=> {answer.answer}", end="")
     if args.json:
-        from .routers.ask import answer_out
-
-        print(answer_out(answer).model_dump_json(indent=2))
+        print(answer.model_dump_json(indent=2))
         return 0
     print(("\n" if args.stream else "") + ("" if args.stream else answer.answer))
     for c in answer.citations:
@@ -212,6 +233,17 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     flags = f"refused={answer.refused} grounded={answer.grounded} support={answer.support_score}"
     print(f"  ({flags})")
     return 0
+
+
+def _ask_here(args: argparse.Namespace, settings: Settings,
+              options: dict[str, Any]) -> Iterator[str | AskResponse]:
+    from generation.rag import Answer
+
+    from .routers.ask import answer_out
+
+    svc = _services(settings)
+    for item in svc.ask_stream(args.collection, args.question, svc.ask_config(**options)):
+        yield answer_out(item) if isinstance(item, Answer) else item
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--metadata", help="JSON object stored on every document")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_server_options(i)
     i.set_defaults(func=cmd_ingest)
 
     q = sub.add_parser("search", help="search a collection")
@@ -252,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--doc-id")
     q.add_argument("--mode", choices=["hybrid", "dense", "keyword"])
     q.add_argument("--json", action="store_true")
+    add_server_options(q)
     q.set_defaults(func=cmd_search)
 
     a = sub.add_parser("ask", help="a grounded answer with citations")
@@ -265,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "answer (default: RAGTUNE_ANSWER_STYLE)")
     a.add_argument("--stream", action="store_true", help="print tokens as they come")
     a.add_argument("--json", action="store_true")
+    add_server_options(a)
     a.set_defaults(func=cmd_ask)
 
     from . import cli_eval
@@ -314,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     except (RetrievalError, IngestError, GenerationError, TuningError, ValueError) as exc:
         print(f"ragtune: error: {_message(exc)}", file=sys.stderr)
         return 2
+    except RagtuneError as exc:
+        print(f"ragtune: error: {error_message(exc, _server_url(args))}", file=sys.stderr)
+        return 1 if exc.status >= 500 else 2
+    except ServerUnreachable as exc:
+        print(f"ragtune: error: {exc}", file=sys.stderr)
+        return 3
     except FileNotFoundError as exc:
         print(f"ragtune: error: {exc.filename or exc}: no such file or directory", file=sys.stderr)
         return 2
@@ -324,6 +365,14 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+
+
+def _server_url(args: argparse.Namespace) -> str:
+    from .cli_remote import default_url
+
+    settings = Settings()
+    return getattr(args, "server", None) or (
+        settings.url if settings.url not in ("auto", "local") else default_url(settings))
 
 
 def _message(exc: Exception) -> str:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .cli_remote import add_server_options, connect
 from .cli_services import open_corpus, open_services
 from .settings import Settings
 
@@ -40,6 +41,7 @@ def add_parser(sub: Any) -> None:
     c.add_argument("-c", "--collection", required=True)
     c.add_argument("--questions", type=Path, required=True)
     c.add_argument("--max-false-refusal", type=float, default=0.05)
+    add_server_options(c)
     c.set_defaults(func=cmd_calibrate)
 
 
@@ -96,11 +98,13 @@ def cmd_answers(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from generation.evaluation import calibrate_threshold, load_questions
 
-    svc = open_corpus(settings)
+    questions = load_questions(args.questions)
+    client = connect(args, settings)
+    search = client.search if client is not None else open_corpus(settings).search
     answerable: list[float] = []
     unanswerable: list[float] = []
-    for q in load_questions(args.questions):
-        hits = svc.search(args.collection, q.question, 1)
+    for q in questions:
+        hits = search(args.collection, q.question, 1)
         (answerable if q.answerable else unanswerable).append(hits[0].score if hits else -1.0)
     threshold, stats = calibrate_threshold(answerable, unanswerable, args.max_false_refusal)
     print(f"best-passage score, answerable:   min {min(answerable):.3f}  "

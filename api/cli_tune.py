@@ -3,6 +3,8 @@
 `tune start` takes the `autotrain llm` flags (generated from TrainConfig, so every option has one),
 stores the data, queues the job and follows it with a progress bar. When `ragtune serve` is running,
 its runner takes the job; otherwise this command runs it (in a worker process, as the API would).
+`list`, `status` and `cancel` ask a running server when one answers (api/cli_remote.py), else read
+the job table here; either way they show a job as the API does (TuningJobOut).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from tuning.config import TrainConfig
-from tuning.jobs import JobRequest, TuningJob
+from tuning.jobs import FINISHED, JobRequest, TuningJob
 from tuning.service import JOB_METHODS, RESERVED, default_method
 
+from .cli_remote import add_server_options, connect
 from .cli_services import open_services as _services
+from .schemas import TuningJobOut
 from .settings import Settings
 
 POLL_S = 1.0
@@ -87,6 +91,7 @@ def add_parser(sub: Any, *more: Callable[[Any], object]) -> argparse.ArgumentPar
 
     ls = tsub.add_parser("list", help="recent jobs")
     ls.add_argument("--json", action="store_true")
+    add_server_options(ls)
     ls.set_defaults(func=cmd_list)
     for name, func, text in (("status", cmd_status, "one job, with its gate report"),
                              ("cancel", cmd_cancel, "stop a job (it keeps a checkpoint)"),
@@ -97,6 +102,8 @@ def add_parser(sub: Any, *more: Callable[[Any], object]) -> argparse.ArgumentPar
             c.add_argument("--json", action="store_true")
         if name == "resume":
             c.add_argument("--detach", action="store_true")
+        else:
+            add_server_options(c)
         c.set_defaults(func=func)
     return t
 
@@ -198,9 +205,9 @@ def _progress(store: Any, job_id: str) -> TuningJob:
             time.sleep(POLL_S)
 
 
-def _print_outcome(job: TuningJob) -> None:
+def _print_outcome(job: TuningJob | TuningJobOut) -> None:
     result = job.result or {}
-    print(f"job {job.id}: {job.state}")
+    print(f"job {job.job_id if isinstance(job, TuningJobOut) else job.id}: {job.state}")
     if job.error:
         print(f"  error: {job.error}")
     train = result.get("train") or {}
@@ -218,33 +225,46 @@ def _print_outcome(job: TuningJob) -> None:
         print(f"  classifier: {result['classifier']} {json.dumps(result.get('metrics', {}))}")
 
 
+def _served(job: TuningJob, settings: Settings) -> TuningJobOut:
+    from .routers.tuning import job_out
+
+    return job_out(job, settings.data_dir)
+
+
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    jobs = _services(settings).tuning.store.list()
+    client = connect(args, settings)
+    jobs = client.tuning_jobs() if client is not None else \
+        [_served(j, settings) for j in _services(settings).tuning.store.list()]
     if args.json:
-        print(json.dumps([j.to_json() for j in jobs], indent=2))
+        print(json.dumps([j.model_dump() for j in jobs], indent=2))
         return 0
     for j in jobs:
         loss = f"{j.loss:.3f}" if j.loss is not None else "-"
-        print(f"{j.id}\t{j.name}\t{j.spec.method}\t{j.state}\t{j.step}/{j.total_steps}\tloss {loss}"
-              f"\t{j.created_at[:19]}")
+        print(f"{j.job_id}\t{j.name}\t{j.spec.method}\t{j.state}\t{j.step}/{j.total_steps}"
+              f"\tloss {loss}\t{j.created_at[:19]}")
     return 0
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    job = _services(settings).tuning.store.get(args.job_id)
+    client = connect(args, settings)
+    job = client.tuning_job(args.job_id) if client is not None else \
+        _served(_services(settings).tuning.store.get(args.job_id), settings)
     if args.json:
-        print(json.dumps(job.to_json(), indent=2))
+        print(job.model_dump_json(indent=2))
         return 0
-    eta = f", ETA {job.eta_s:.0f} s" if job.eta_s and not job.finished else ""
-    print(f"{job.id} {job.name} ({job.spec.method}): {job.state}"
+    eta = f", ETA {job.eta_s:.0f} s" if job.eta_s and job.state not in FINISHED else ""
+    print(f"{job.job_id} {job.name} ({job.spec.method}): {job.state}"
           f"{' - ' + job.phase if job.phase else ''}, step {job.step}/{job.total_steps}{eta}")
     _print_outcome(job)
     return 0
 
 
 def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
-    job = _services(settings).tuning.store.cancel(args.job_id)
-    print(f"{job.id}: {'cancelled' if job.finished else 'cancel requested (it stops within seconds)'}")
+    client = connect(args, settings)
+    job = client.cancel_tuning_job(args.job_id) if client is not None else \
+        _served(_services(settings).tuning.store.cancel(args.job_id), settings)
+    done = job.state in FINISHED
+    print(f"{job.job_id}: {'cancelled' if done else 'cancel requested (it stops within seconds)'}")
     return 0
 
 

@@ -1,4 +1,6 @@
-"""A typed Python client for a running ragtune server's HTTP API (search, for now), sync and async.
+"""A typed Python client for a running ragtune server's HTTP API, sync (and async for search): the
+calls the CLI and the LangChain retriever make (health, collections, upload and ingest jobs, search,
+ask as JSON or a stream, tuning jobs).
 
 Replies are parsed into the same response models the server answers with (api/schemas.py); an
 error reply raises `RagtuneError` with its status and the server's `error` and `detail`.
@@ -10,13 +12,15 @@ error reply raises `RagtuneError` with its status and the server's `error` and `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 
-from .schemas import HitOut, SearchResponse
+from .schemas import AskResponse, CollectionOut, HitOut, JobOut, SearchResponse, TuningJobOut
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
 
@@ -40,6 +44,7 @@ class RagtuneClient:
                  transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.api_key = api_key
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout,
                                   transport=transport)
@@ -52,6 +57,82 @@ class RagtuneClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def healthy(self, timeout: float = 0.3) -> bool:
+        """Whether a ragtune server answers /healthz within `timeout` seconds."""
+        try:
+            reply = self._http.get("/healthz", timeout=timeout)
+        except httpx.HTTPError:
+            return False
+        return reply.is_success and _json(reply).get("status") == "ok"
+
+    def collection(self, name: str) -> CollectionOut:
+        return CollectionOut.model_validate(_ok(self._http.get(_coll(name))))
+
+    def create_collection(self, name: str, chunk_size: int | None = None,
+                          chunk_overlap: int | None = None,
+                          index: str | None = None) -> CollectionOut:
+        body = {"name": name, "chunk_size": chunk_size, "chunk_overlap": chunk_overlap,
+                "index": index}
+        reply = self._http.post("/v1/collections",
+                                json={k: v for k, v in body.items() if v is not None})
+        return CollectionOut.model_validate(_ok(reply))
+
+    def upload(self, collection: str, files: list[tuple[str, Path]],
+               metadata: Mapping[str, Any] | None = None) -> JobOut:
+        """Upload (name, path) pairs in one request: a background ingest job (`ingest_job`)."""
+        handles = [(name, path.open("rb")) for name, path in files]
+        try:
+            reply = self._http.post(
+                _coll(collection) + "/documents",
+                files=[("files", (name, handle)) for name, handle in handles],
+                data={"metadata": json.dumps(dict(metadata))} if metadata else None,
+                timeout=max(self.timeout, 600.0))
+        finally:
+            for _, handle in handles:
+                handle.close()
+        return JobOut.model_validate(_ok(reply))
+
+    def ingest_job(self, job_id: str) -> JobOut:
+        return JobOut.model_validate(_ok(self._http.get(f"/v1/ingest-jobs/{quote(job_id)}")))
+
+    def ask(self, collection: str, question: str, **options: Any) -> AskResponse:
+        """A grounded answer; `options` are the ask route's fields (k, mode, max_new_tokens, ...)."""
+        reply = self._http.post(_coll(collection) + "/ask", json=_ask_body(question, options),
+                                timeout=max(self.timeout, 600.0))
+        return AskResponse.model_validate(_ok(reply))
+
+    def ask_stream(self, collection: str, question: str,
+                   **options: Any) -> Iterator[str | AskResponse]:
+        """The answer's tokens as they come, then the final answer."""
+        body = {**_ask_body(question, options), "stream": True}
+        with self._http.stream("POST", _coll(collection) + "/ask", json=body,
+                               timeout=max(self.timeout, 600.0)) as reply:
+            if not reply.is_success:
+                reply.read()
+                _raise_for_error(reply)
+            event = ""
+            for line in reply.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data = json.loads(line[5:])
+                    if event == "token":
+                        yield str(data["text"])
+                    elif event == "done":
+                        yield AskResponse.model_validate(data)
+                    elif event == "error":
+                        raise RagtuneError(500, str(data.get("error")), str(data.get("detail")))
+
+    def tuning_jobs(self) -> list[TuningJobOut]:
+        return [TuningJobOut.model_validate(j) for j in _ok(self._http.get("/v1/tuning/jobs"))]
+
+    def tuning_job(self, job_id: str) -> TuningJobOut:
+        return TuningJobOut.model_validate(_ok(self._http.get(f"/v1/tuning/jobs/{quote(job_id)}")))
+
+    def cancel_tuning_job(self, job_id: str) -> TuningJobOut:
+        reply = self._http.post(f"/v1/tuning/jobs/{quote(job_id)}/cancel")
+        return TuningJobOut.model_validate(_ok(reply))
 
     def search(self, collection: str, query: str, k: int = 5, mode: SearchMode | None = None,
                filter: Mapping[str, Any] | None = None) -> list[HitOut]:
@@ -71,8 +152,29 @@ class RagtuneClient:
         return _hits(reply)
 
 
+def _coll(collection: str) -> str:
+    return f"/v1/collections/{quote(collection, safe='')}"
+
+
 def _search_path(collection: str) -> str:
-    return f"/v1/collections/{quote(collection, safe='')}/search"
+    return _coll(collection) + "/search"
+
+
+def _ask_body(question: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    return {"question": question, **{k: v for k, v in options.items() if v is not None}}
+
+
+def _ok(reply: httpx.Response) -> Any:
+    _raise_for_error(reply)
+    return reply.json()
+
+
+def _json(reply: httpx.Response) -> dict[str, Any]:
+    try:
+        body = reply.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
 
 
 def _search_body(query: str, k: int, mode: str | None,

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
                                  "generator)")
     openai_api_key: SecretStr = Field(SecretStr(""), description="API key for openai_base_url")
     openai_model: str = Field("gpt-4o-mini", description="model name sent to openai_base_url")
+    url: str = Field("auto", description="the server `ragtune search/ask/ingest/tune/eval` use: "
+                     "`auto` = http://HOST:PORT when it answers, else in-process work; `local` = "
+                     "always in-process; a URL = that server (an error when it does not answer)")
+    api_key: SecretStr = Field(SecretStr(""), description="API key the CLI sends to the server")
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
@@ -97,6 +101,9 @@ class Settings(BaseSettings):
         if self.openai_base_url and not self.openai_base_url.startswith(("http://", "https://")):
             raise ValueError(f"RAGTUNE_OPENAI_BASE_URL={self.openai_base_url} must be an http:// or "
                              "https:// URL (the API root, e.g. https://api.openai.com/v1)")
+        if self.url not in ("auto", "local") and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"RAGTUNE_URL={self.url} must be auto, local or an http:// or https:// "
+                             "URL of a ragtune server")
         return self
 
     @property

@@ -291,7 +291,7 @@ class IngestWorker:
         except Exception as exc:  # noqa: BLE001 - a failed job must not stop the worker
             self._finish(job, "failed", f"{type(exc).__name__}: {exc}")
             return
-        job.results = report.summary()
+        job.results = {**report.summary(), "files": [r.to_dict() for r in report.results]}
         job.files_done = max(job.files_done, job.files_total)
         kept = sum(job.results.get(k, 0) for k in ("added", "replaced", "unchanged"))
         if kept == 0:  # nothing was read: not a success, whatever the reason

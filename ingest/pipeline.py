@@ -87,6 +87,11 @@ class FileResult:
     error: str | None = None
     warnings: tuple[str, ...] = ()
 
+    def to_dict(self) -> dict[str, Any]:
+        """As `ragtune ingest --json` and an ingest job's results show it."""
+        return {"source": self.source, "status": self.status, "doc_id": self.doc_id,
+                "chunks": self.chunks, "error": self.error, "warnings": list(self.warnings)}
+
 
 @dataclass
 class IngestReport:

@@ -36,6 +36,14 @@ def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+@pytest.fixture(autouse=True)
+def _cli_in_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLI commands work in-process unless a test names a server: one the developer happens to be
+    running on the default port must not answer them."""
+    monkeypatch.setenv("RAGTUNE_URL", "local")
+    monkeypatch.delenv("RAGTUNE_API_KEY", raising=False)
+
+
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()

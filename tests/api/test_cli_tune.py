@@ -46,7 +46,7 @@ def test_detach_list_status_cancel(data: Path, capsys: pytest.CaptureFixture[str
     job_id = capsys.readouterr().out.strip()
     assert cli.main(["tune", "list", "--json"]) == 0
     [job] = json.loads(capsys.readouterr().out)
-    assert (job["id"], job["state"], job["spec"]["method"]) == (job_id, "queued", "lora")
+    assert (job["job_id"], job["state"], job["spec"]["method"]) == (job_id, "queued", "lora")
     assert job["spec"]["train"] == {"lora_r": 8, "peft": False, "lr": 1e-5}
     assert job["spec"]["gate"]["required_phrase"] == "Item"
     assert cli.main(["tune", "cancel", job_id]) == 0

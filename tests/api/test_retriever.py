@@ -4,14 +4,10 @@ a live server: uvicorn on a free loopback port, serving two documents with the f
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 from langchain_core.documents import Document
 
 from api.app import create_app
@@ -23,6 +19,7 @@ from api.settings import Settings
 from ingest.pipeline import IngestPipeline
 from ingest.types import LoadedDocument, Page
 from tests.fakes import FakeEmbedder
+from tests.helpers import serving
 
 PUMPS = "The blue pump moves water uphill. Pumps need oil every spring."
 VALVES = "The red valve stops the water. Valves are checked every autumn."
@@ -47,22 +44,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     services.create_collection("kb")
     IngestPipeline.for_collection(services.collection("kb"), services.embedder).run(
         [_doc("pumps.txt", PUMPS, "ops"), _doc("valves.txt", VALVES, "plant")])
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, services), log_config=None,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield Live(f"http://127.0.0.1:{port}", settings)
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    with serving(create_app(settings, services)) as url:
+        yield Live(url, settings)
 
 
 def _retriever(live: Live, **fields: object) -> RagtuneRetriever:
