@@ -81,6 +81,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    # the web page's scripts and styles (public like the page: they hold no data)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
     # Swagger UI and ReDoc from their assets installed with ragtune, not a CDN: they work offline
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")),
               name="docs-assets")

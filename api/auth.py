@@ -23,7 +23,8 @@ from typing import Any
 from .asgi import ASGIApp, Receive, Scope, Send, headers_of, json_reply
 from .keys import ApiKey, KeyStore
 
-PUBLIC = re.compile(r"/(healthz|docs|redoc|openapi\.json|favicon\.ico|docs-assets/[\w.-]+)?\Z")
+PUBLIC = re.compile(
+    r"/(healthz|docs|redoc|openapi\.json|favicon\.ico|(docs-assets|static)/[\w.-]+)?\Z")
 _COLLECTION = re.compile(r"/v1/collections/([^/]+)(/.*)?\Z")
 READ_POSTS = frozenset({"/v1/chat/completions", "/v1/embeddings"})
 SAFE = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -135,6 +135,7 @@ def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("method", "path", "need"), [
     ("GET", "/healthz", None), ("GET", "/", None), ("GET", "/openapi.json", None),
+    ("GET", "/static/app.js", None),
     ("GET", "/v1/collections", ("read", None)), ("POST", "/v1/collections", ("write", "")),
     ("POST", "/v1/collections/kb/ask", ("read", "kb")),
     ("DELETE", "/v1/collections/kb/documents/x", ("write", "kb")),

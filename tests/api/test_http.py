@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import time
 import zipfile
 from pathlib import Path
@@ -155,7 +156,16 @@ def test_upload_of_unknown_size_is_still_capped(tmp_path) -> None:  # type: igno
 def test_web_page_is_served(client: TestClient) -> None:
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert "/v1/collections" in r.text and "/ask" in r.text
+    assets = re.findall(r'(?:src|href)="(/static/[\w.-]+)"', r.text)
+    assert "/static/app.js" in assets and "/static/app.css" in assets
+    scripts = {}
+    for name in ("app.js", "core.js", "answer.js", "kb.js", "tune.js", "models.js", "app.css"):
+        asset = client.get(f"/static/{name}")
+        assert asset.status_code == 200, name
+        scripts[name] = asset.text
+    assert "/v1/collections" in scripts["kb.js"] and "/ask" in scripts["answer.js"]
+    assert "http://" not in "".join(scripts.values()) + r.text, "no CDN: everything is served here"
+    assert client.get("/static/../app.py").status_code == 404
 
 
 def test_a_job_that_read_nothing_fails_and_says_why(client: TestClient) -> None:
