@@ -38,6 +38,10 @@ def add_generate_data_parser(subparsers: Any) -> None:
     g.add_argument("--focus-sentences", type=int,
                    help="shorten passages as serving does (default RAGTUNE_FOCUS_SENTENCES)")
     g.add_argument("--answer-suffix", help="appended to each cited answer, e.g. 'Sources: [{n}]'")
+    g.add_argument("--answers", choices=["model", "span"],
+                   help="RAG answers: model = the model writes question and answer; span = a "
+                        "sentence of the chunk is the answer and the model writes its question "
+                        "(default: span with the local generator, model with an endpoint)")
     g.add_argument("--endpoint", help="OpenAI-compatible API root (default RAGTUNE_OPENAI_BASE_URL; "
                                       "neither = the local generator)")
     g.add_argument("--api-key", help="default RAGTUNE_OPENAI_API_KEY")
@@ -62,9 +66,8 @@ def cmd_generate_data(args: argparse.Namespace, settings: Settings) -> int:
     if args.use_case is not None and not args.use_case.strip():
         raise ValueError("--use-case is empty: describe what the assistant is for")
 
-    def progress(kept: int, attempts: int) -> None:
-        print(f"\r{kept}/{args.n} examples after {attempts} attempts", end="", file=sys.stderr,
-              flush=True)
+    def progress(kept: int, attempts: int) -> None:  # a line each, so logs and pipes read well
+        print(f"{kept}/{args.n} examples after {attempts} attempts", file=sys.stderr, flush=True)
 
     if args.from_collection:
         result = _from_collection(args, settings, progress)
@@ -72,7 +75,6 @@ def cmd_generate_data(args: argparse.Namespace, settings: Settings) -> int:
         result = generate_use_case(make_client(args, settings), args.use_case, args.n,
                                    args.temperature, args.seed, max_attempts=args.max_attempts,
                                    progress=progress)
-    print(file=sys.stderr)
     return _finish(result, args)
 
 
@@ -83,17 +85,21 @@ def _from_collection(args: argparse.Namespace, settings: Settings, progress: Any
     svc = _services(settings)
     source = CollectionChunks(svc.collection(args.from_collection), svc.embedder)
     focus = settings.focus_sentences if args.focus_sentences is None else args.focus_sentences
+    client = make_client(args, settings)
+    answers = args.answers or ("span" if isinstance(client, GeneratorClient) else "model")
+    print(f"answers: {answers}", file=sys.stderr)
     return generate_from_collection(
-        source, make_client(args, settings), args.n, args.unanswerable_fraction, args.k, args.seed,
+        source, client, args.n, args.unanswerable_fraction, args.k, args.seed,
         args.answer_suffix, args.temperature, focus_sentences=focus, max_attempts=args.max_attempts,
-        progress=progress)
+        progress=progress, answers=answers)
 
 
 def _finish(result: SyntheticSet, args: argparse.Namespace) -> int:
     dropped = ", ".join(f"{n} {why}" for why, n in sorted(result.dropped.items())) or "none"
     if not result.examples:
+        why = result.stopped or "try another model or temperature"
         print(f"ragtune: error: no usable examples after {result.attempts} attempts "
-              f"(dropped: {dropped}); try another model or temperature", file=sys.stderr)
+              f"(dropped: {dropped}); {why}", file=sys.stderr)
         return 1
     result.write_jsonl(args.out)
     print(f"wrote {len(result.examples)} examples to {args.out} ({result.attempts} attempts; "

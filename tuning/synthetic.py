@@ -58,6 +58,8 @@ class SyntheticSet:
     dropped: Counter[str] = field(default_factory=Counter)
     attempts: int = 0
     system: str = ""
+    stopped: str = ""
+    """Why the run ended before its attempts were spent, if it did."""
 
     def summary(self) -> dict[str, Any]:
         return {"examples": len(self.examples), "attempts": self.attempts,
@@ -150,8 +152,8 @@ def _prompt_request(use_case: str, style: str, recent: list[str]) -> Messages:
     avoid = f"\nIt must be clearly different from these earlier ones:{avoid}" if recent else ""
     return [{"role": "system", "content": "You write realistic messages that users send to assistants."},
             {"role": "user", "content": (
-                f"Use case: {use_case}\nWrite one message a user of this assistant might send: "
-                f"{style}.{avoid}\nReply with the user's message only.")}]
+                f"Use case: {use_case}\nWrite one question a user of this assistant might ask: "
+                f"{style}.{avoid}\nReply with the user's question only, ending with '?'.")}]
 
 
 def make_system_message(client: ChatClient, use_case: str, temperature: float,
@@ -186,7 +188,8 @@ def generate_use_case(client: ChatClient, use_case: str, n: int, temperature: fl
         out.attempts += 1
         recent = [ex.messages[1]["content"] for ex in out.examples[-8:]]
         request = _prompt_request(use_case, rng.choice(STYLES), recent)
-        prompt = clean_reply(client.complete(request, temperature, max_tokens))
+        reply = clean_reply(client.complete(request, temperature, max_tokens))
+        prompt = question_in(reply) or reply  # the user turn is the question, not what surrounds it
         if reason := _drop_prompt(prompt, seen):
             out.dropped[reason] += 1
         else:
@@ -202,9 +205,22 @@ def generate_use_case(client: ChatClient, use_case: str, n: int, temperature: fl
     return out
 
 
+def question_in(text: str) -> str | None:
+    """The first question in a reply ("Sure! How do I ...? I hope" -> "How do I ...?"), or None."""
+    if "?" not in text:
+        return None
+    head = text[: text.index("?") + 1]
+    start = max(head.rfind(c) for c in ".!:\n")
+    question = clean_reply(head[start + 1:])
+    return question if not is_garbage(question, min_words=2) else None
+
+
 def _drop_prompt(prompt: str, seen: NearDuplicates) -> str | None:
     if is_garbage(prompt, min_words=2):
         return "empty_or_garbled_prompt"
-    if not seen.add(prompt):
+    if seen.is_duplicate(prompt):
         return "near_duplicate"
+    if question_in(prompt) != prompt:
+        return "not_a_question"
+    seen.add(prompt)
     return None

@@ -1,6 +1,9 @@
 """RAG-shaped synthetic examples from a knowledge base, in exactly the prompt layout serving uses.
 
-For a sampled chunk the chat model writes a question the chunk answers and the answer. An answerable
+For a sampled chunk the chat model writes a question the chunk answers and the answer
+(`answers="model"`), or, for models too small for that, a sentence of the chunk is the answer and
+the model writes only its question, built from the sentence when the reply is not one
+(`answers="span"`, tuning/synthetic_spans.py). Every question ends with "?". An answerable
 example shows the source chunk among k-1 other chunks (the ones most similar to the question, then
 random ones), shuffled so the citation number varies, numbered and rendered by
 `generation.grounding.build_messages` as `ragtune ask` does; the answer ends citing the source
@@ -30,6 +33,7 @@ from .synthetic import (
     clean_reply,
     is_garbage,
 )
+from .synthetic_spans import answer_spans, as_question, question_request, template_question
 
 __all__ = ["ChunkSource", "CollectionChunks", "cite", "generate_from_collection", "parse_qa"]
 
@@ -37,6 +41,8 @@ _MARKER = re.compile(r"\s*\[\d+(?:\s*,\s*\d+)*\]")
 _QA = re.compile(r"question\s*:\s*(?P<q>.+?)\s*\n\s*\**answer\**\s*:\s*(?P<a>.+)",
                  re.IGNORECASE | re.DOTALL)
 MIN_CHUNK_WORDS = 5
+ANSWER_KINDS = ("model", "span")
+GIVE_UP_AFTER = 8  # tries without one usable reply: the model cannot do this, say so now
 
 
 class ChunkSource(Protocol):
@@ -88,7 +94,9 @@ def parse_qa(reply: str) -> tuple[str, str] | None:
     if pair is None or not all(isinstance(x, str) for x in pair):
         return None
     question, answer = clean_reply(pair[0]), _MARKER.sub("", clean_reply(pair[1])).strip()
-    if is_garbage(question, min_words=3) or is_garbage(answer):
+    if "?" in question:  # a question, without what the model wrote after it
+        question = question[: question.index("?") + 1]
+    if is_garbage(question, min_words=3) or is_garbage(answer) or not question.endswith("?"):
         return None
     return question, answer
 
@@ -177,13 +185,18 @@ def generate_from_collection(source: ChunkSource, client: ChatClient, n: int,
                              answer_suffix: str | None = None, temperature: float = 0.7,
                              focus_sentences: int = 0, min_support: float = 0.5,
                              max_attempts: int | None = None, dedupe_threshold: float = 0.8,
-                             max_tokens: int = 384, progress: Progress | None = None) -> SyntheticSet:
+                             max_tokens: int = 384, progress: Progress | None = None,
+                             answers: str = "model") -> SyntheticSet:
     """Up to `n` RAG examples, `unanswerable_fraction` of them answered with the refusal sentence.
 
     `k` passages per prompt. `focus_sentences` > 0 shortens passages as serving does with
     RAGTUNE_FOCUS_SENTENCES. A question whose answer shares fewer than `min_support` of its content
-    words with its chunk is dropped as not grounded.
+    words with its chunk is dropped as not grounded. `answers`: "model" (the model writes question
+    and answer) or "span" (a sentence of the chunk answers; the model writes only the question).
+    With "model", GIVE_UP_AFTER tries without one usable reply end the run (`stopped` says why).
     """
+    if answers not in ANSWER_KINDS:
+        raise InvalidConfig(f"answers {answers!r} must be one of {', '.join(ANSWER_KINDS)}")
     if n < 1:
         raise InvalidConfig(f"n {n!r} must be >= 1")
     if not 0.0 <= unanswerable_fraction <= 1.0:
@@ -209,15 +222,43 @@ def generate_from_collection(source: ChunkSource, client: ChatClient, n: int,
     seen = NearDuplicates(dedupe_threshold)
     while len(out.examples) < n and out.attempts < max_attempts:
         src = source.chunks([order[out.attempts % len(order)]])[0]
+        visit = out.attempts // len(order)  # the how-many-th time this chunk is used
         out.attempts += 1
-        made = _one(run, client, src, kinds[len(out.examples)], seen, temperature, max_tokens)
+        kind = kinds[len(out.examples)]
+        made = _one(run, client, src, kind, seen, temperature, max_tokens) if answers == "model" \
+            else _one_span(run, client, src, kind, seen, temperature, visit)
         if isinstance(made, str):
             out.dropped[made] += 1
         else:
             out.examples.append(made)
         if progress:
             progress(len(out.examples), out.attempts)
+        unusable = out.dropped["unparsable_reply"] + out.dropped["answer_not_in_chunk"]
+        if answers == "model" and not out.examples and unusable >= GIVE_UP_AFTER:
+            out.stopped = (f"{unusable} of the model's first {out.attempts} replies were no usable "
+                           "question and answer: it is too small for this; use --answers span, or "
+                           "a stronger model (--endpoint)")
+            break
     return out
+
+
+def _one_span(run: _Builder, client: ChatClient, src: Hit, kind: str, seen: NearDuplicates,
+              temperature: float, visit: int) -> SyntheticExample | str:
+    """One example whose answer is a sentence of chunk `src` (its `visit`-th best one)."""
+    spans = answer_spans(src.text)
+    if not spans:
+        return "no_answer_sentence"
+    sentence = spans[visit % len(spans)]
+    reply = client.complete(question_request(sentence, src.source), temperature, 48)
+    question = as_question(reply, sentence) or template_question(sentence, src.source)
+    if seen.is_duplicate(question):
+        return "near_duplicate"
+    made = run.answerable(src, question, sentence) if kind == "answerable" else \
+        run.unanswerable(src, question, sentence)
+    if not isinstance(made, str):
+        seen.add(question)
+        made.meta["question_by"] = "model" if as_question(reply, sentence) else "template"
+    return made
 
 
 def _one(run: _Builder, client: ChatClient, src: Hit, kind: str, seen: NearDuplicates,
