@@ -37,8 +37,10 @@ function flagsHtml(d) {
   parts.push(d.answerable_score === null || d.answerable_score === undefined
     ? pill("answerability: not scored", "", "the answerability classifier did not run for this answer")
     : pill(`answerability ${fmt(d.answerable_score, 2)}`, "", "the classifier's estimate that the passages answer the question"));
-  if (!d.refused) parts.push(pill(`answered by ${d.adapter || "the base model"}`));
-  parts.push(pill(`${d.passages} passage${d.passages === 1 ? "" : "s"} read`));
+  if (!d.refused) {
+    parts.push(pill(`answered by ${d.adapter || "the base model"}`));
+    parts.push(pill(`${d.passages} passage${d.passages === 1 ? "" : "s"} read`));
+  }
   return parts.join("");
 }
 

@@ -143,6 +143,7 @@ export async function watch(id) {
   $("#jobLog").textContent = "";
   const points = [];
   const log = [];
+  let lastState = null;
   drawChart($("#lossChart"), points);
   try {
     await sse(`/v1/tuning/jobs/${id}/logs`, {signal: abort.signal, onEvent: (name, data) => {
@@ -155,7 +156,8 @@ export async function watch(id) {
         if (p) { points.push(p); drawChart($("#lossChart"), points); }
       } else if (name === "progress" || name === "end") {
         showProgress(data);
-        if (name === "end") loadJobs().catch((err) => showError($("#jobsError"), err));
+        if (name === "end" || data.state !== lastState) loadJobs().catch((err) => showError($("#jobsError"), err));
+        lastState = data.state;
       } else if (name === "error") {
         throw new Error(data.detail);
       }
