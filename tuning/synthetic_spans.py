@@ -32,17 +32,28 @@ def answer_spans(text: str) -> list[str]:
     """The chunk's sentences that could answer a question, best first: whole sentences of
     MIN_WORDS..MAX_WORDS words, ranked by numbers, names, code words and definitions."""
     found: list[tuple[int, int, str]] = []
+    first = True
     for line in text.splitlines():
         line = _BULLET.sub("", line).strip()
         for sentence in _SPLIT.split(line):
             sentence = sentence.strip()
             words = sentence.split()
+            cut, first = first and _inside(words), first and not sentence
+            if cut:
+                continue  # the chunk begins inside a sentence
             if not MIN_WORDS <= len(words) <= MAX_WORDS or sentence[-1:] not in ".)!":
                 continue
             if words[0].lower().strip(",") in _PRONOUNS or " > " in sentence:
                 continue  # leans on the sentence before, or a header path
             found.append((-_score(words), len(found), sentence))
     return [s for _, _, s in sorted(found)]
+
+
+def _inside(words: list[str]) -> bool:
+    """Whether a chunk's first sentence is the tail of one cut by chunking: it starts lowercase,
+    and not as a lowercase name does ("ragtune is ...")."""
+    return bool(words) and words[0][:1].islower() and not (
+        len(words) > 1 and _VERB.match(f"{words[0]} {words[1]} x") is not None)
 
 
 def _score(words: list[str]) -> int:
@@ -99,6 +110,7 @@ def template_question(sentence: str, source: str) -> str:
 
 
 def _subject(subject: str) -> str:
+    subject = subject.split(",")[0].strip()  # "pages without text, such as scans," -> the noun
     first, _, rest = subject.partition(" ")
     if first.lower() in _LOWER_FIRST or first[1:].islower():  # "The pump", "Keys"; not "API"
         first = first.lower()

@@ -126,3 +126,12 @@ def test_cli_reports_progress_a_line_each_and_says_when_a_model_is_too_small(
         assert cli.main(argv) == 1
         err = capsys.readouterr().err
         assert f"after {GIVE_UP_AFTER} attempts" in err and "too small" in err
+
+
+def test_a_chunk_cut_inside_a_sentence_does_not_answer_with_its_tail() -> None:
+    assert answer_spans("upload time with the form field, a JSON object. The pump is blue and "
+                        "large.") == ["The pump is blue and large."]
+    assert answer_spans("ragtune is a self-hosted service written in Python.") == \
+        ["ragtune is a self-hosted service written in Python."]
+    assert template_question("Pages without text, such as scans, are reported as needing OCR.",
+                             "a.md") == "What are pages without text?"
