@@ -32,15 +32,13 @@ def answer_spans(text: str) -> list[str]:
     """The chunk's sentences that could answer a question, best first: whole sentences of
     MIN_WORDS..MAX_WORDS words, ranked by numbers, names, code words and definitions."""
     found: list[tuple[int, int, str]] = []
-    first = True
     for line in text.splitlines():
         line = _BULLET.sub("", line).strip()
-        for sentence in _SPLIT.split(line):
+        for i, sentence in enumerate(_SPLIT.split(line)):
             sentence = sentence.strip()
             words = sentence.split()
-            cut, first = first and _inside(words), first and not sentence
-            if cut:
-                continue  # the chunk begins inside a sentence
+            if i == 0 and _inside(words):
+                continue  # the chunk (after its header path) begins inside a sentence
             if not MIN_WORDS <= len(words) <= MAX_WORDS or sentence[-1:] not in ".)!":
                 continue
             if words[0].lower().strip(",") in _PRONOUNS or " > " in sentence:

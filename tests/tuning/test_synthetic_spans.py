@@ -135,3 +135,4 @@ def test_a_chunk_cut_inside_a_sentence_does_not_answer_with_its_tail() -> None:
         ["ragtune is a self-hosted service written in Python."]
     assert template_question("Pages without text, such as scans, are reported as needing OCR.",
                              "a.md") == "What are pages without text?"
+    assert answer_spans("Search > Filters\nupload time with the form field, a JSON object.") == []
