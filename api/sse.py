@@ -1,15 +1,19 @@
-"""Server-Sent Events helpers: one event per chunk, errors after the stream began as an event."""
+"""Server-Sent Events helpers: one event per chunk, errors after the stream began as an event, and
+a comment line (HEARTBEAT) that long quiet streams send so a client that left is noticed."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from itertools import chain
 from typing import Any, TypeVar
 
 from fastapi.responses import StreamingResponse
 
 T = TypeVar("T")
+HEARTBEAT = ": keep-alive\n\n"
+"""An SSE comment: clients ignore it; writing it fails once the client is gone, and it keeps
+proxies from closing a quiet stream."""
 
 
 def event(name: str | None, data: Any) -> str:
@@ -28,12 +32,29 @@ def primed(items: Iterator[T]) -> Iterator[T]:
     return chain([first], items)
 
 
-def stream(events: Iterator[str], on_error: Callable[[Exception], str]) -> StreamingResponse:
-    def guarded() -> Iterator[str]:
-        try:
-            yield from events
-        except Exception as exc:  # noqa: BLE001 - the status line is already sent
-            yield on_error(exc)
+def _guarded(events: Iterator[str], on_error: Callable[[Exception], str]) -> Iterator[str]:
+    try:
+        yield from events
+    except Exception as exc:  # noqa: BLE001 - the status line is already sent
+        yield on_error(exc)
 
-    return StreamingResponse(guarded(), media_type="text/event-stream",
+
+async def _guarded_async(events: AsyncIterator[str],
+                         on_error: Callable[[Exception], str]) -> AsyncIterator[str]:
+    try:
+        async for item in events:
+            yield item
+    except Exception as exc:  # noqa: BLE001 - the status line is already sent
+        yield on_error(exc)
+
+
+def stream(events: Iterator[str] | AsyncIterator[str],
+           on_error: Callable[[Exception], str]) -> StreamingResponse:
+    """`events` as a text/event-stream response. A sync iterator runs in a worker thread, one
+    `next()` at a time, and nothing can stop it inside one: use it where each item comes soon
+    (tokens). A stream that waits on something (a job) is an async iterator, so a client that
+    leaves cancels it at its next await."""
+    body = (_guarded_async(events, on_error) if isinstance(events, AsyncIterator)
+            else _guarded(events, on_error))
+    return StreamingResponse(body, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

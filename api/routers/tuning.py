@@ -6,10 +6,11 @@ import json
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
+import anyio
 from fastapi import APIRouter, Request, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,10 +25,12 @@ from .. import sse
 from ..deps import ServicesDep
 from ..errors import BadRequest, without_data_dir
 from ..schemas import DatasetOut, GateOut, JobSpecOut, TuningJobOut
+from ..services import Services
 from ..uploads import copy_bounded, upload_name
 
 router = APIRouter(prefix="/v1/tuning", tags=["tuning"])
 LOG_POLL_S = 0.5
+HEARTBEAT_S = 5.0  # an SSE comment this often while nothing else is sent
 
 
 class Checks(BaseModel):
@@ -250,26 +253,42 @@ def resume_job(job_id: str, services: ServicesDep) -> TuningJobOut:
 
 
 @router.get("/jobs/{job_id}/logs")
-def job_logs(job_id: str, services: ServicesDep, follow: bool = True) -> StreamingResponse:
+async def job_logs(job_id: str, services: ServicesDep, request: Request,
+                   follow: bool = True) -> StreamingResponse:
     """Server-sent events: `log` (a line of training.log or the worker's log), `progress` (the job,
-    whenever it changes) and, once the job has finished (or at once with follow=false), `end`."""
-    desk = services.tuning
-    job = desk.store.get(job_id)
+    whenever it changes) and, once the job has finished (or at once with follow=false), `end`.
+    A quiet stream sends an SSE comment every HEARTBEAT_S."""
+    job = await run_in_threadpool(services.tuning.store.get, job_id)
+    return sse.stream(_follow(services, job, request, follow),
+                      lambda exc: sse.event("error", {"detail": str(exc)}))
 
-    def events() -> Iterator[str]:
-        offsets: dict[str, int] = {}
-        seen = ""
-        current = job
-        while True:
-            for source, line in desk.read_logs(current, offsets):
-                yield sse.event("log", {"source": source, "line": line})
-            if current.updated_at != seen:
-                seen = current.updated_at
-                yield sse.event("progress", job_out(current, services.settings.data_dir).model_dump())
-            if current.finished or not follow:
-                yield sse.event("end", job_out(current, services.settings.data_dir).model_dump())
-                return
-            time.sleep(LOG_POLL_S)
-            current = desk.store.get(job_id)
 
-    return sse.stream(events(), lambda exc: sse.event("error", {"detail": str(exc)}))
+async def _follow(services: Services, job: TuningJob, request: Request,
+                  follow: bool) -> AsyncIterator[str]:
+    """The job's events until it finishes or the client leaves. Async, so no thread waits out
+    the polls: a client that leaves cancels it at its next await (or, where the server does not
+    say so, the next heartbeat's write fails); blocking reads run in the thread pool."""
+    desk, data_dir = services.tuning, services.settings.data_dir
+    offsets: dict[str, int] = {}
+    seen = ""
+    last_sent = time.monotonic()
+    while True:
+        lines = await run_in_threadpool(list, desk.read_logs(job, offsets))
+        for source, line in lines:
+            yield sse.event("log", {"source": source, "line": line})
+        changed = job.updated_at != seen
+        if changed:
+            seen = job.updated_at
+            yield sse.event("progress", job_out(job, data_dir).model_dump())
+        if job.finished or not follow:
+            yield sse.event("end", job_out(job, data_dir).model_dump())
+            return
+        if lines or changed:
+            last_sent = time.monotonic()
+        elif time.monotonic() - last_sent >= HEARTBEAT_S:
+            yield sse.HEARTBEAT
+            last_sent = time.monotonic()
+        if await request.is_disconnected():
+            return
+        await anyio.sleep(LOG_POLL_S)
+        job = await run_in_threadpool(desk.store.get, job.id)
