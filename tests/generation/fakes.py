@@ -8,13 +8,8 @@ from collections.abc import Callable, Iterator
 
 from generation.adapters import is_base
 from generation.errors import AdapterNotLoaded, PromptTooLong
-from generation.generator import (
-    Messages,
-    SamplingConfig,
-    check_messages,
-    cut_at_stops,
-    fallback_prompt,
-)
+from generation.generator import Messages, SamplingConfig
+from generation.prompting import check_messages, cut_at_stops, fallback_prompt
 
 PIECE = re.compile(r"\s*\S+")
 

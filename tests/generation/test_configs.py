@@ -8,14 +8,9 @@ from typing import Any
 import pytest
 
 from generation.errors import GenerationError
-from generation.generator import (
-    SamplingConfig,
-    check_messages,
-    cut_at_stops,
-    fallback_prompt,
-    render_prompt,
-)
+from generation.generator import SamplingConfig
 from generation.loading import LoadConfig, context_length, eos_token_ids
+from generation.prompting import check_messages, cut_at_stops, fallback_prompt, render_prompt
 
 
 @pytest.mark.parametrize("quant", ["nf4", "int8", "bf16", "fp32"])

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from generation.errors import GenerationError, ModelNotFound
-from generation.generator import HFGenerator, SamplingConfig, fallback_prompt, generate
+from generation.generator import HFGenerator, SamplingConfig, generate
 from generation.loading import LoadConfig, LoadedModel, load_model
+from generation.prompting import fallback_prompt
 
 if TYPE_CHECKING:
     from tests.generation.conftest import ImportedModel
