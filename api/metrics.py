@@ -12,7 +12,6 @@ Each app has its own registry: two apps in one process (tests) never share count
 from __future__ import annotations
 
 import threading
-from collections import Counter as Tally
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
@@ -48,7 +47,6 @@ REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 RATE_BUCKETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
 INGEST_STATES = ("queued", "running")
-TUNING_SCAN = 10_000  # tuning jobs counted per scrape (the newest)
 
 
 class Metrics:
@@ -143,16 +141,16 @@ class StateCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         queue = GaugeMetricFamily("ragtune_ingest_jobs", "ingest jobs waiting or running",
                                   labels=["state"])
-        waiting = Tally(job.state for job in self.ingest.active())
+        waiting = self.ingest.count_by_state()
         for state in INGEST_STATES:
-            queue.add_metric([state], waiting[state])
+            queue.add_metric([state], waiting.get(state, 0))
         yield queue
         yield CounterMetricFamily("ragtune_ingest_chunks", "chunks added to collections by ingest "
                                   "jobs (rate() gives chunks/s)", value=self.chunks.read())
         tuning = GaugeMetricFamily("ragtune_tuning_jobs", "tuning jobs by state", labels=["state"])
-        states = Tally(job.state for job in self.tuning.list(limit=TUNING_SCAN))
+        states = self.tuning.count_by_state()
         for state in TUNING_STATES:
-            tuning.add_metric([state], states[state])
+            tuning.add_metric([state], states.get(state, 0))
         yield tuning
         yield InfoMetricFamily("ragtune_active_adapter", "the adapter answering requests that name "
                                "none (base: the base model alone)",

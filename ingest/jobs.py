@@ -130,6 +130,12 @@ class JobStore:
             ).fetchall()
         return [_job(r) for r in rows]
 
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (states with none are absent), counted by SQLite."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {state: n for state, n in rows}
+
 
 def _job(row: tuple[Any, ...]) -> Job:
     return Job(id=row[0], collection=row[1], state=row[2], files=json.loads(row[3]),

@@ -244,6 +244,12 @@ class JobStore:
                               (limit,)).fetchall()
         return [self._job(r) for r in rows]
 
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state (states with none are absent), counted by SQLite."""
+        with self._db(write=False) as db:
+            rows = db.execute("SELECT state, COUNT(*) FROM tuning_jobs GROUP BY state").fetchall()
+        return {state: n for state, n in rows}
+
     def active_with_name(self, name: str) -> TuningJob | None:
         with self._db(write=False) as db:
             row = db.execute("SELECT * FROM tuning_jobs WHERE name = ? AND state IN "

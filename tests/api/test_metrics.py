@@ -200,6 +200,24 @@ def test_the_state_collector_reads_the_stores_when_scraped(tmp_path: Path) -> No
                   adapter="base") == 1
 
 
+def test_a_scrape_counts_tuning_jobs_without_reading_them(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    ingest, tuning = JobStore(tmp_path / "ingest.sqlite"), TuningJobs(tmp_path / "tuning.sqlite")
+    for name in ("a", "b", "c"):
+        tuning.create(JobSpec(name=name, dataset_id="ds"))
+
+    def no_listing(limit: int = 100) -> None:
+        raise AssertionError("a scrape listed the tuning jobs to count them")
+
+    monkeypatch.setattr(tuning, "list", no_listing)
+    registry = CollectorRegistry()
+    registry.register(StateCollector(ingest, ChunkTally(ingest), tuning,  # type: ignore[arg-type]
+                                     Serving(None)))
+    text = generate_latest(registry).decode()
+    assert sample(text, "ragtune_tuning_jobs", state="queued") == 3
+    assert sample(text, "ragtune_tuning_jobs", state="failed") == 0
+
+
 def test_generations_report_tokens_and_time_to_first_token(client: TestClient) -> None:
     chat = {"model": "scripted", "messages": [{"role": "user", "content": "count"}]}
     assert client.post("/v1/chat/completions", json=chat).status_code == 200

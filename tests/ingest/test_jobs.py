@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,13 @@ def test_a_job_table_from_before_progress_is_opened_and_kept(tmp_path: Path) -> 
 def test_workers_must_be_at_least_one(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="workers"):
         IngestWorker(tmp_path, Catalog(tmp_path), FakeEmbedder, workers=0)
+
+
+def test_jobs_are_counted_by_state(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite")
+    assert store.count_by_state() == {}
+    for i, state in enumerate(["queued", "queued", "running", "succeeded", "failed", "queued"]):
+        store.insert(Job(id=f"j{i}", collection="kb", state=state, files=[], created_at=str(i)))
+    counted = store.count_by_state()
+    assert counted == Counter(job.state for job in store.recent(limit=100))
+    assert counted == {"queued": 3, "running": 1, "succeeded": 1, "failed": 1}

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,15 @@ def test_default_method_is_qlora_on_cuda_only(monkeypatch: pytest.MonkeyPatch) -
     assert default_method("auto") == "qlora"
     assert default_method("cpu") == "lora"
     assert default_method("auto", {"peft": False}) == "lora"  # TrainConfig makes it full
+
+
+def test_jobs_are_counted_by_state(store: JobStore) -> None:
+    assert store.count_by_state() == {}
+    jobs = [store.create(spec(name)) for name in "abcde"]
+    store.claim_next()
+    store.claim_next()
+    store.finish(jobs[0].id, "succeeded")
+    store.cancel(jobs[4].id)
+    counted = store.count_by_state()
+    assert counted == Counter(job.state for job in store.list())
+    assert counted == {"succeeded": 1, "running": 1, "queued": 2, "cancelled": 1}
