@@ -52,8 +52,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     configure_logs(settings.log_format)
     # uvicorn's logging setup and access log give way to ours: JSON lines with the request id
     # (api/logs.py), one access line per request (api/telemetry.py)
+    # a client left following a stream (tuning logs, an answer) must not hold a shutdown for ever
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                log_config=None, access_log=False)
+                log_config=None, access_log=False, timeout_graceful_shutdown=5)
     return 0
 
 
