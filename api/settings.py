@@ -55,7 +55,7 @@ class Settings(BaseSettings):
                        "hnsw or ivfpq (approximate; README \"Index types at scale\")")
     generator: str = Field("smollm2-135m-instruct", description="generator: a model name in "
                            "`ragtune models list`, a local Hugging Face model directory, or a hub id")
-    quantization: Literal["auto", "nf4", "int8", "bf16", "fp32"] = Field(
+    quantization: Literal["auto", "nf4", "int8", "int4", "bf16", "fp32"] = Field(
         "auto", description="how the generator is loaded; auto = nf4, except a model imported "
                             "from an already-quantised GGUF on CPU, served de-quantised")
     max_new_tokens: int = Field(128, ge=1, le=4096, description="default answer length cap")

@@ -49,7 +49,7 @@ def main() -> None:
                    help="folder with docs/ and questions.jsonl")
     p.add_argument("--collection", help="collection name (default: the folder's name)")
     p.add_argument("--data-dir", type=Path, default=Path("/tmp/ragtune-kbdev"))
-    p.add_argument("--quantization", default=None, choices=["nf4", "int8", "bf16", "fp32"])
+    p.add_argument("--quantization", default=None, choices=["nf4", "int8", "int4", "bf16", "fp32"])
     p.add_argument("--k", type=int, default=None)
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--min-score", type=float, default=None)

@@ -55,9 +55,12 @@ def encoder_flops_per_token(st_model: object, seq_len: int) -> float:
 
 def decoder_parameters(model: object) -> int:
     """Parameters of a causal LM, a packed 4-bit parameter counted as the two weights it holds
-    (prefill FLOPs do not shrink with quantisation)."""
-    return sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1)
-               for p in model.parameters())  # type: ignore[attr-defined]
+    and an int4 layer's packed buffer as its weights (prefill FLOPs do not shrink with
+    quantisation)."""
+    packed = sum(m.in_features * m.out_features for m in model.modules()  # type: ignore[attr-defined]
+                 if type(m).__name__ == "Int4Linear")
+    return packed + sum(p.numel() * (2 if type(p).__name__ == "Params4bit" else 1)
+                        for p in model.parameters())  # type: ignore[attr-defined]
 
 
 def generation_floor_s(prompt_tokens: int, new_tokens: int, params: int, weight_bytes: int,

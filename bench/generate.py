@@ -77,7 +77,7 @@ def run_mode(path: str, mode: str, new_tokens: int, target: int, do_profile: boo
     prefill_bound = bound["matmul_fp32_gflops"] * 1e9 / (2 * params)
     ttft_bound = stats.prompt_tokens / prefill_bound
     load_bound = loaded.footprint_bytes / (bound["memory_bandwidth_gbs"] * 1e9)
-    ideal_bytes = params * {"nf4": 0.5, "int8": 1, "bf16": 2}.get(mode, 4)
+    ideal_bytes = params * {"nf4": 0.5, "int4": 0.5, "int8": 1, "bf16": 2}.get(mode, 4)
     growth_mb = rss_mb() - before
     row: dict[str, object] = {
         "mode": mode, "load_s": round(loaded.load_seconds, 2),

@@ -5,10 +5,13 @@ loaded into the same wrapper (`load_adapter`), so the base weights, fp32 or bits
 loaded once and shared. `selected` picks what one generation runs: an adapter (`set_adapter`) or the
 base (`disable_adapter()`). peft keeps the choice on the model, so callers must hold the model's
 generation lock for the whole generation. Removing the last adapter unwraps the model again.
+On a model with int4 layers (generation/int4.py) LoRA wraps them through peft's custom-module hook,
+so the adapter's own matrices run in fp32 beside the 4-bit base product.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,19 +34,45 @@ def loaded_names(peft_model: Any | None) -> tuple[str, ...]:
 
 def attach(model: Any, peft_model: Any | None, name: str, path: str | Path) -> Any:
     """The peft wrapper of `model` with adapter `name` loaded from `path` (wrapping on first use)."""
-    from peft import PeftModel
-
     if is_base(name):
         raise ValueError(f"{BASE!r} is reserved for the base model; name the adapter otherwise")
     if name in loaded_names(peft_model):
         raise ValueError(f"adapter {name!r} is already loaded; remove it first to reload it")
     try:
-        if peft_model is None:
-            return PeftModel.from_pretrained(model, str(path), adapter_name=name, is_trainable=False)
-        peft_model.load_adapter(str(path), adapter_name=name, is_trainable=False)
-        return peft_model
+        config = _int4_aware_config(model, path)
+        with warnings.catch_warnings():
+            # peft names every custom module "unsupported" while wrapping it as asked
+            warnings.filterwarnings("ignore", message="Unsupported layer type .*Int4Linear")
+            return _load(model, peft_model, name, path, config)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise GenerationError(f"cannot load adapter {name!r} from {path}: {exc}") from exc
+
+
+def _load(model: Any, peft_model: Any | None, name: str, path: str | Path, config: Any) -> Any:
+    from peft import PeftModel
+
+    if peft_model is None:
+        return PeftModel.from_pretrained(model, str(path), adapter_name=name, is_trainable=False,
+                                         config=config)
+    if config is not None:  # added first, so load_adapter keeps it instead of reading its own
+        peft_model.add_adapter(name, config)
+    peft_model.load_adapter(str(path), adapter_name=name, is_trainable=False)
+    return peft_model
+
+
+def _int4_aware_config(model: Any, path: str | Path) -> Any | None:
+    """The adapter's config with Int4Linear registered as a LoRA target when `model` has int4
+    layers; None (peft reads the config itself) otherwise."""
+    from .int4 import Int4Linear, peft_custom_modules
+
+    if not any(isinstance(m, Int4Linear) for m in model.modules()):
+        return None
+    from peft import PeftConfig
+
+    config = PeftConfig.from_pretrained(str(path))
+    config.inference_mode = True
+    config._register_custom_module(peft_custom_modules())
+    return config
 
 
 def detach(peft_model: Any | None, name: str) -> Any | None:

@@ -4,7 +4,9 @@ Everything model-specific (context length, EOS ids, chat template) is read from 
 generation config and tokenizer; nothing here assumes a particular model. NF4 and int8 go through
 bitsandbytes; on CUDA NF4 uses double quantisation with bf16 compute, on CPU it computes in fp32
 (bf16 compute is far slower on CPUs without native bf16 matmul, notably for training). int8 also runs
-on CPU with bitsandbytes 0.50 (measured), at about NF4's decode speed.
+on CPU with bitsandbytes 0.50 (measured), at about NF4's decode speed. int4 is CPU-only: the model
+loads in fp32, then its linear layers (not the tied embedding and output layer) become generation/int4.py
+layers that keep 4-bit weights and multiply them with torch's int4 kernel.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from typing import Any
 
 from .errors import GenerationError, ModelNotFound
 
-QUANTIZATIONS = ("nf4", "int8", "bf16", "fp32")
+log = logging.getLogger("ragtune")
+
+QUANTIZATIONS = ("nf4", "int8", "int4", "bf16", "fp32")
 SANE_MAX_LENGTH = 10_000_000
 DEFAULT_CONTEXT = 2048
 
@@ -37,7 +41,7 @@ def is_cuda_available() -> bool:
 class LoadConfig:
     """How to load a model for generation."""
 
-    quantization: str = field(default="nf4", metadata={"help": "nf4 | int8 | bf16 | fp32"})
+    quantization: str = field(default="nf4", metadata={"help": "nf4 | int8 | int4 | bf16 | fp32"})
     device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
 
     def __post_init__(self) -> None:
@@ -80,6 +84,14 @@ def _quantization_kwargs(quantization: str, device: str) -> dict[str, Any]:
     import torch
 
     on_cuda = device.startswith("cuda")
+    if quantization == "int4":
+        from .int4 import is_int4_kernel_available
+
+        if on_cuda:
+            raise GenerationError("int4 is the CPU 4-bit path; on CUDA use nf4")
+        if not is_int4_kernel_available():
+            raise GenerationError("int4 needs torch's CPU int4 kernels: pip install 'torch>=2.6'")
+        return {"dtype": torch.float32}  # quantised after loading, see _to_int4
     if quantization == "fp32":
         return {"dtype": torch.float32}
     if quantization == "bf16":
@@ -132,6 +144,8 @@ def load_model(path_or_hub_id: str, config: LoadConfig) -> LoadedModel:
         raise GenerationError(
             f"cannot load {path_or_hub_id!r} as {config.quantization} on {device}: {exc}"
         ) from exc
+    if config.quantization == "int4":
+        _to_int4(model)
     model.eval()
     return LoadedModel(
         name=Path(path_or_hub_id).name if Path(path_or_hub_id).exists() else path_or_hub_id,
@@ -144,6 +158,14 @@ def load_model(path_or_hub_id: str, config: LoadConfig) -> LoadedModel:
         context_length=context_length(model.config, tokenizer),
         eos_token_ids=eos_token_ids(model, tokenizer),
     )
+
+
+def _to_int4(model: Any) -> None:
+    from .int4 import quantize_model
+
+    started = time.perf_counter()
+    count = quantize_model(model)
+    log.info("int4: %d linear layers quantised in %.1f s", count, time.perf_counter() - started)
 
 
 def _load_tokenizer(path_or_hub_id: str) -> Any:
