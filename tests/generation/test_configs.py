@@ -13,7 +13,7 @@ from generation.loading import LoadConfig, context_length, eos_token_ids
 from generation.prompting import check_messages, cut_at_stops, fallback_prompt, render_prompt
 
 
-@pytest.mark.parametrize("quant", ["nf4", "int8", "bf16", "fp32"])
+@pytest.mark.parametrize("quant", ["nf4", "int8", "int4", "bf16", "fp32"])
 def test_load_config_accepts_each_quantization(quant: str) -> None:
     assert LoadConfig(quantization=quant).quantization == quant
 
@@ -24,7 +24,7 @@ def test_load_config_defaults_to_nf4_auto() -> None:
 
 @pytest.mark.parametrize("quant", ["q4", "fp16", "NF4", ""])
 def test_load_config_rejects_unknown_quantization_naming_allowed(quant: str) -> None:
-    with pytest.raises(ValueError, match="nf4, int8, bf16, fp32"):
+    with pytest.raises(ValueError, match="nf4, int8, int4, bf16, fp32"):
         LoadConfig(quantization=quant)
 
 
