@@ -21,8 +21,10 @@ from generation.answerability import AnswerabilityModel
 from generation.eval_runs import EvalStore
 from generation.generator import Generator, Messages, SamplingConfig
 from generation.grounding import Example
+from generation.loading import resolve_device
 from generation.rag import Answer, AskConfig, RagAnswerer
 from generation.serving import ServingModel
+from generation.verifier import DEFAULT_VERIFIER, CrossEncoderVerifier
 from ingest.jobs import IngestWorker
 from retrieval.embedder import Embedder
 from retrieval.types import SearchFilter
@@ -65,6 +67,7 @@ class Services(Corpus):
         self._runner_started = False
         self._classifiers: ClassifierRegistry | None = None
         self._answerability: AnswerabilityModel | None = None
+        self._verifier: CrossEncoderVerifier | None = None
 
     @property
     def classifiers(self) -> ClassifierRegistry:
@@ -104,6 +107,14 @@ class Services(Corpus):
                 self._answerability = AnswerabilityModel.load(path)
             return self._answerability
 
+    def verifier(self) -> CrossEncoderVerifier:
+        """The answer verifier (loaded at its first use): RAGTUNE_VERIFIER or the packaged one."""
+        with self._lock:
+            if self._verifier is None:
+                self._verifier = CrossEncoderVerifier(self.settings.verifier or DEFAULT_VERIFIER,
+                                                      device=resolve_device(self.settings.device))
+            return self._verifier
+
     def ask_stream(self, name: str, question: str, config: AskConfig,
                    flt: SearchFilter | None = None) -> Iterator[str | Answer]:
         hits = self.search(name, question, config.k, flt)
@@ -116,7 +127,7 @@ class Services(Corpus):
 
     def answerer(self, config: AskConfig) -> RagAnswerer:
         return RagAnswerer(lambda: self.serving.generator_for(config.adapter),
-                           self.embedder.embed_batch)
+                           self.embedder.embed_batch, self.verifier)
 
     def chat_stream(self, messages: Messages, sampling: SamplingConfig,
                     adapter: str | None) -> Iterator[str]:

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
                                 "classifier scores under its threshold (generation/answerability.py)")
     answerability_model: Path | None = Field(None, description="a fitted answerability model "
                                              "(JSON); default: the packaged one")
+    verifier: Path | None = Field(None, description="the answer verifier (a LoRA adapter folder "
+                                  "with verifier.json) whose scores the answerability model reads; "
+                                  "default: the packaged one (generation/verifier.py)")
     support_threshold: float = Field(0.5, ge=0, le=1, description="an answer is `grounded` when "
                                      "this share of its words occurs in the cited passages")
     openai_base_url: str = Field("", description="OpenAI-compatible API root that writes synthetic "

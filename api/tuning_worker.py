@@ -55,7 +55,12 @@ def make_hooks(settings: Settings, corpus: Corpus, adapters: AdapterRegistry) ->
             if settings.answerability else None
         active = adapters.active()
         config = answering_config(settings, None if active in (None, BASE) else active, classifier)
-        answerer = RagAnswerer(lambda: gen, corpus.embedder.embed_batch)
+        from generation.loading import resolve_device
+        from generation.verifier import DEFAULT_VERIFIER, CrossEncoderVerifier
+
+        verifier = CrossEncoderVerifier(settings.verifier or DEFAULT_VERIFIER,
+                                        device=resolve_device(settings.device))
+        answerer = RagAnswerer(lambda: gen, corpus.embedder.embed_batch, lambda: verifier)
         summary, _ = evaluate(load_questions(questions), lambda q: answerer.answer(
             q, corpus.search(collection, q, config.k), config))
         return summary

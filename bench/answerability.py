@@ -71,7 +71,7 @@ def main() -> None:
                                              for q in unanswerable) / len(unanswerable), 4),
               "run_settings": {k: run["settings"].get(k) for k in (
                   "generator", "adapter", "span_decoding", "answer_style", "k", "focus_sentences",
-                  "min_score")}}
+                  "min_score", "verifier")}}
     model = fit_answerability(rows, already_refused=already, answerable_total=total,
                               max_false_refusal=args.max_false_refusal, features=use,
                               record=record, weights=weights)

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from api.services import Services
 from api.settings import Settings
-from generation.answerability import features
+from generation.answerability import features, verified
 from generation.evaluation import load_questions
 from generation.rag import RagAnswerer
+from generation.verifier import DEFAULT_VERIFIER, CrossEncoderVerifier
 
 from .common import RESULTS
 
@@ -33,6 +34,9 @@ def main() -> None:
     p.add_argument("--collection", help="the collection it asked (default: the KB folder's name)")
     p.add_argument("--data-dir", type=Path, default=Path("/tmp/ragtune-kbdev"))
     p.add_argument("--out", help="result name (default: RUN with _refeat)")
+    p.add_argument("--verifier", type=Path, default=DEFAULT_VERIFIER,
+                   help="the answer verifier's adapter folder (line_verified, best_verified)")
+    p.add_argument("--no-verifier", action="store_true", help="leave the verifier features out")
     args = p.parse_args()
     path = Path(args.run) if Path(args.run).exists() else RESULTS / args.run
     run = json.loads(path.read_text())
@@ -49,6 +53,10 @@ def main() -> None:
                                  max_new_tokens=cfg["max_new_tokens"], mode=cfg["mode"],
                                  min_score=-1.0)
     generator = svc.serving.generator_for(svc.serving.adapter_for(cfg["adapter"]))
+    verifier = None if args.no_verifier else CrossEncoderVerifier(args.verifier)
+    if verifier is not None:  # which verifier the features came from, for the classifier's record
+        run["settings"]["verifier"] = {"path": str(args.verifier),
+                                       "data_hash": verifier.record.get("data_hash")}
     same = done = 0
     for row, gold in zip(rows, questions, strict=False):
         if row["refused"]:
@@ -58,6 +66,8 @@ def main() -> None:
         if shown is None:
             continue
         feats = features(gold.question, shown[0], row["answer"], row["stats"])
+        if verifier is not None:
+            feats.update(verified(gold.question, shown[0], row["answer"], verifier))
         before = row["stats"].get("feature_question_in_passages")
         done, same = done + 1, same + (before is not None
                                        and abs(before - feats["question_in_passages"]) < 1e-9)

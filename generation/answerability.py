@@ -23,11 +23,14 @@ from typing import Any
 
 from .errors import ModelFileError
 from .grounding import LINE, MARKER, Passage, stems
-from .lines import first_piece
+from .lines import first_piece, passage_lines
+from .verifier import Verifier, pair_text
 
 FEATURES = ("best_score", "question_coverage", "answer_line_coverage", "refusal_margin",
             "mean_logprob", "answer_words", "question_in_passages", "line_score", "line_margin",
-            "line_semantic", "type_mismatch", "names_in_cited", "focus_in_cited")
+            "line_semantic", "type_mismatch", "names_in_cited", "focus_in_cited",
+            "line_verified", "best_verified")
+VERIFIED = ("line_verified", "best_verified")  # need a Verifier (generation/verifier.py)
 DEFAULT_MODEL = Path(__file__).with_name("answerability.json")
 
 # What a question asks for, by the answer-type classes of factoid QA (Li & Roth's NUM, DATE and
@@ -202,6 +205,23 @@ def features(question: str, shown: Sequence[Passage], answer: str,
     }
 
 
+def verified(question: str, shown: Sequence[Passage], answer: str,
+             verifier: Verifier) -> dict[str, float]:
+    """The verifier's features: how surely the answer's line answers the question
+    (`line_verified`, read with the cited passage's heading), and the best any shown line does
+    (`best_verified`)."""
+    pairs: list[str] = []
+    for p in shown:
+        heading, lines = passage_lines(p.text)
+        pairs += [pair_text(heading, line) for line in lines]
+    cited = {int(n) for m in MARKER.findall(answer) for n in m.split(",")}
+    source = next((p for p in shown if p.n in cited), None)
+    heading = passage_lines(source.text)[0] if source is not None else ""
+    said = MARKER.sub("", answer).strip().strip("…").strip()
+    scores = verifier.score(question, [pair_text(heading, said)] + pairs)
+    return {"line_verified": scores[0], "best_verified": max(scores)}
+
+
 @dataclass(frozen=True)
 class AnswerabilityModel:
     """sigmoid(bias + sum(weight * (feature - mean) / scale)); refuse below `threshold`."""
@@ -234,6 +254,10 @@ class AnswerabilityModel:
     @property
     def features(self) -> tuple[str, ...]:
         return tuple(self.weights)
+
+    @property
+    def needs_verifier(self) -> bool:
+        return any(f in VERIFIED for f in self.weights)
 
     def fits(self, adapter: str, answer_style: str = "span") -> bool:
         """Whether this model was fitted on answers of `adapter` ("base" for none) in this answer

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from retrieval.types import Hit
 
 from .adapters import is_base
-from .answerability import AnswerabilityModel, features
+from .answerability import AnswerabilityModel, features, verified
 from .errors import InvalidRequest
 from .generator import Generator, Messages, SamplingConfig
 from .grounding import (
@@ -33,6 +33,7 @@ from .grounding import (
 )
 from .lines import Embed, first_piece, rank_lines, shorten
 from .spans import SpanConstraint
+from .verifier import Verifier
 
 ANSWER_STYLES = ("span", "line")
 
@@ -122,11 +123,15 @@ def refusal(passages: list[Passage], reason: str) -> Answer:
 class RagAnswerer:
     """`get_generator` is called only when the model is needed, so refusals below the retrieval
     threshold never load it. `embed` (texts to normalised vectors) lets line answers weigh meaning
-    as well as words; without it they rank lines on words, the model's answer and retrieval."""
+    as well as words; without it they rank lines on words, the model's answer and retrieval.
+    `get_verifier` gives the answer verifier, asked only when the answerability classifier reads
+    its scores."""
 
-    def __init__(self, get_generator: Callable[[], Generator], embed: Embed | None = None) -> None:
+    def __init__(self, get_generator: Callable[[], Generator], embed: Embed | None = None,
+                 get_verifier: Callable[[], Verifier] | None = None) -> None:
         self.get_generator = get_generator
         self.embed = embed
+        self.get_verifier = get_verifier
 
     def stream(self, question: str, hits: Sequence[Hit],
                config: AskConfig) -> Iterator[str | Answer]:
@@ -220,11 +225,15 @@ class RagAnswerer:
                       "line_margin": best.score - runner_up, "line_semantic": best.semantic}
         return line
 
-    @staticmethod
-    def judge(question: str, shown: list[Passage], answer: Answer,
+    def judge(self, question: str, shown: list[Passage], answer: Answer,
               model: AnswerabilityModel) -> Answer:
         """Score the answer's answerability; refuse it when under the model's threshold."""
         feats = features(question, shown, answer.answer, answer.stats)
+        if model.needs_verifier:
+            if self.get_verifier is None:
+                raise InvalidRequest("this answerability model reads the answer verifier's "
+                                     "scores, and no verifier is configured")
+            feats.update(verified(question, shown, answer.answer, self.get_verifier()))
         score = round(model.score(feats), 4)
         stats = {**answer.stats, **{f"feature_{k}": v for k, v in feats.items()}}
         if score >= model.threshold:

@@ -11,6 +11,7 @@ import pytest
 from generation.answerability import (
     DEFAULT_MODEL,
     FEATURES,
+    VERIFIED,
     AnswerabilityModel,
     features,
     focus_in,
@@ -35,16 +36,17 @@ def test_features_measure_how_the_answer_line_covers_the_question() -> None:
     on = features("The grotto at Notre Dame is a replica of which grotto?", SHOWN, "Lourdes [1]",
                   {"refusal_margin": -3.0, "mean_logprob": -0.2})
     off = features("Who designed the library building?", SHOWN, "Lourdes [1]", {})
-    assert set(on) == set(FEATURES)
+    assert set(on) == set(FEATURES) - set(VERIFIED)  # those need a verifier: verified()
     assert on["answer_line_coverage"] > off["answer_line_coverage"]
     assert on["best_score"] == 0.7 and on["refusal_margin"] == -3.0 and on["answer_words"] == 2
     assert features("x?", SHOWN, "nowhere to be found", {})["answer_line_coverage"] == 0.0
 
 
 def _model(threshold: float) -> AnswerabilityModel:
-    weights = dict.fromkeys(FEATURES, 0.0) | {"answer_line_coverage": 4.0}
-    return AnswerabilityModel(weights=weights, bias=0.0, mean=dict.fromkeys(FEATURES, 0.5),
-                              scale=dict.fromkeys(FEATURES, 1.0), threshold=threshold)
+    lexical = [f for f in FEATURES if f not in VERIFIED]
+    weights = dict.fromkeys(lexical, 0.0) | {"answer_line_coverage": 4.0}
+    return AnswerabilityModel(weights=weights, bias=0.0, mean=dict.fromkeys(lexical, 0.5),
+                              scale=dict.fromkeys(lexical, 1.0), threshold=threshold)
 
 
 def test_score_is_monotone_in_a_positive_weight() -> None:
