@@ -1,7 +1,7 @@
 """Train the answer verifier (generation/verifier.py) on SQuAD train-split articles and measure it on
 pairs from calib-split articles (never eval: that split measures the whole answer step).
 
-    python -m bench.verifier [--pairs 9600] [--steps N] [--out generation/packaged/verifier]
+    python -m bench.verifier [--pairs 9600] [--steps N] [--out generation/verifier_model]
 
 Prints held-out AUC of answering lines against each kind of non-answer (the paragraph's other lines,
 the same line with a swapped name or number), with the training time; writes
@@ -49,17 +49,19 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=9600)
     p.add_argument("--steps", type=int, help="default: one pass over the pairs")
     p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--seed", type=int, default=0, help="which questions and pairs are drawn")
+    p.add_argument("--resume", type=Path, help="an adapter folder to go on training from")
     p.add_argument("--eval-pairs", type=int, default=600)
     p.add_argument("--out", type=Path, default=DEFAULT_VERIFIER)
     args = p.parse_args()
     require(args.squad, "SQuAD train (../shared/data/squad)")
     articles = load_squad(args.squad)
-    rng = random.Random(0)
+    rng = random.Random(args.seed)
     train = build_pairs([a for a in articles if split_of(a.title) == "train"], rng)
     calib = build_pairs([a for a in articles if split_of(a.title) == "calib"], random.Random(1))
     chosen = sample_pairs(train, args.pairs, rng)
     steps = args.steps or math.ceil(len(chosen) / 32)
-    cfg = VerifierTraining(steps=steps, lr=args.lr)
+    cfg = VerifierTraining(steps=steps, lr=args.lr, seed=args.seed)
     start = time.perf_counter()
 
     def progress(step: int, loss: float) -> None:
@@ -70,7 +72,7 @@ def main() -> None:
         "base": "packaged-embedder",
         "command": "python -m bench.verifier " + " ".join(sys.argv[1:]),
         "data": "SQuAD train split (tuning/squad.py split_of), tuning/verifier.py build_pairs"},
-        progress)
+        progress, resume=args.resume)
     verifier = CrossEncoderVerifier(args.out)
     measured = held_out(verifier, sample_pairs(calib, args.eval_pairs, random.Random(2)))
     print(f"held-out (calib-split articles): AUC answering line vs other line {measured['auc_vs_other']}, "

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from .errors import ModelFileError
 
-DEFAULT_VERIFIER = Path(__file__).with_name("packaged") / "verifier"
+DEFAULT_VERIFIER = Path(__file__).with_name("verifier_model")
 MAX_LENGTH = 128
 
 

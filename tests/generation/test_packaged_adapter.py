@@ -56,3 +56,13 @@ def test_it_copies_the_span_and_cites_it(shipped: Path, imported_model: Imported
     assert [c.source for c in answer.citations] == ["harbour.md"] and answer.grounded
     missing = RagAnswerer(lambda: gen).answer("Who designed the Quell lighthouse?", hits, config)
     assert missing.refused and missing.answer == REFUSAL, missing.answer
+
+
+def test_every_packaged_folder_is_a_generator_adapter_models_prepare_can_install(tmp_path: Path) -> None:
+    """`ragtune models prepare` installs every folder of generation/packaged; anything else there (the
+    answer verifier once was) stops it before the default adapter is activated."""
+    registry = AdapterRegistry(tmp_path / "adapters")
+    folders = sorted(p for p in PACKAGED_ADAPTERS.iterdir() if p.is_dir())
+    assert folders
+    for folder in folders:
+        assert registry.install(folder) is not None, folder
