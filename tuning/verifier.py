@@ -173,9 +173,11 @@ class VerifierTraining:
 
 def train_verifier(base: str, pairs: Sequence[Pair], out_dir: Path, cfg: VerifierTraining,
                    record: dict[str, Any],
-                   progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+                   progress: Callable[[int, float], None] | None = None,
+                   resume: Path | None = None) -> dict[str, Any]:
     """Fit the adapter on `pairs` and write it to `out_dir` with `verifier.json` (the `record`
-    plus the training settings, data hash and counts); returns that record."""
+    plus the training settings, data hash and counts); returns that record. `resume`: an
+    adapter folder to go on training from (its record is kept under "resumed_from")."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -190,7 +192,13 @@ def train_verifier(base: str, pairs: Sequence[Pair], out_dir: Path, cfg: Verifie
                       target_modules=["query", "key", "value", "dense"],
                       modules_to_save=["classifier", "pooler"],
                       layers_to_transform=list(cfg.layers) if cfg.layers is not None else None)
-    model = get_peft_model(model, lora)
+    if resume is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(resume), is_trainable=True)
+        record = {**record, "resumed_from": json.loads((resume / "verifier.json").read_text())}
+    else:
+        model = get_peft_model(model, lora)
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.01)
     sched = torch.optim.lr_scheduler.LambdaLR(
