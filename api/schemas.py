@@ -68,6 +68,8 @@ class DocumentOut(BaseModel):
     format: str
     size_bytes: int
     n_chunks: int
+    pages: int | None = Field(None, description="pages in the file for a PDF (blank ones "
+                              "included); null for formats without pages")
     metadata: dict[str, Any]
     warnings: list[str]
     created_at: str
@@ -101,6 +103,10 @@ class JobOut(BaseModel):
     current_chunks: int = Field(0, description="chunks of current_file embedded so far")
     current_chunks_total: int = Field(0, description="chunks of current_file made so far (final "
                                       "once its chunking ends)")
+    current_pages_done: int | None = Field(None, description="pages of current_file read so far, "
+                                           "when it is a PDF (null otherwise)")
+    current_pages_total: int | None = Field(None, description="pages in current_file, when it is "
+                                            "a PDF (null otherwise)")
 
 
 class SearchFilterIn(Strict):

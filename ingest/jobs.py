@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     chunks_added INTEGER NOT NULL, errors TEXT NOT NULL, results TEXT NOT NULL, note TEXT,
     created_at TEXT NOT NULL, started_at TEXT, finished_at TEXT,
     current_file TEXT, current_chunks INTEGER NOT NULL DEFAULT 0,
-    current_chunks_total INTEGER NOT NULL DEFAULT 0
+    current_chunks_total INTEGER NOT NULL DEFAULT 0,
+    current_pages_done INTEGER, current_pages_total INTEGER
 );
 """
 # columns added since the first release: added to an older job table when it is opened
@@ -42,6 +43,8 @@ ADDED_COLUMNS = {
     "current_file": "TEXT",
     "current_chunks": "INTEGER NOT NULL DEFAULT 0",
     "current_chunks_total": "INTEGER NOT NULL DEFAULT 0",
+    "current_pages_done": "INTEGER",
+    "current_pages_total": "INTEGER",
 }
 ACTIVE = ("queued", "running")
 ORPHAN_AGE_S = 3600.0  # an upload folder older than this with no active job was left by a kill
@@ -69,6 +72,15 @@ class Job:
     """Chunks of `current_file` embedded so far."""
     current_chunks_total: int = 0
     """Chunks of `current_file` made so far: final once its chunking ends."""
+    current_pages_done: int | None = None
+    """Pages of `current_file` read so far, when it is a PDF."""
+    current_pages_total: int | None = None
+    """Pages in `current_file`, when it is a PDF."""
+
+    def clear_current(self) -> None:
+        """No file in progress."""
+        self.current_file, self.current_chunks, self.current_chunks_total = None, 0, 0
+        self.current_pages_done = self.current_pages_total = None
 
 
 def _now() -> str:
@@ -93,24 +105,25 @@ class JobStore:
             self._db.execute(
                 "INSERT INTO jobs (id, collection, state, files, metadata, files_total, files_done, "
                 "chunks_added, errors, results, note, created_at, started_at, finished_at, "
-                "current_file, current_chunks, current_chunks_total) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                "current_file, current_chunks, current_chunks_total, current_pages_done, "
+                "current_pages_total) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (job.id, job.collection, job.state, json.dumps(job.files),
                  json.dumps(job.metadata), job.files_total, job.files_done, job.chunks_added,
                  json.dumps(job.errors), json.dumps(job.results), job.note, job.created_at,
                  job.started_at, job.finished_at, job.current_file, job.current_chunks,
-                 job.current_chunks_total))
+                 job.current_chunks_total, job.current_pages_done, job.current_pages_total))
 
     def update(self, job: Job) -> None:
         with self._lock:
             self._db.execute(
                 "UPDATE jobs SET state=?, files_total=?, files_done=?, chunks_added=?, errors=?, "
                 "results=?, note=?, started_at=?, finished_at=?, current_file=?, "
-                "current_chunks=?, current_chunks_total=? WHERE id=?",
+                "current_chunks=?, current_chunks_total=?, current_pages_done=?, "
+                "current_pages_total=? WHERE id=?",
                 (job.state, job.files_total, job.files_done, job.chunks_added,
                  json.dumps(job.errors), json.dumps(job.results), job.note, job.started_at,
                  job.finished_at, job.current_file, job.current_chunks, job.current_chunks_total,
-                 job.id))
+                 job.current_pages_done, job.current_pages_total, job.id))
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
@@ -142,7 +155,8 @@ def _job(row: tuple[Any, ...]) -> Job:
                metadata=json.loads(row[4]), files_total=row[5], files_done=row[6],
                chunks_added=row[7], errors=json.loads(row[8]), results=json.loads(row[9]),
                note=row[10], created_at=row[11], started_at=row[12], finished_at=row[13],
-               current_file=row[14], current_chunks=row[15], current_chunks_total=row[16])
+               current_file=row[14], current_chunks=row[15], current_chunks_total=row[16],
+               current_pages_done=row[17], current_pages_total=row[18])
 
 
 class IngestWorker:
@@ -180,7 +194,7 @@ class IngestWorker:
         for job in active:
             if (self.uploads / job.id).is_dir():
                 job.state, job.note = "queued", "resumed after a restart"
-                job.current_file, job.current_chunks, job.current_chunks_total = None, 0, 0
+                job.clear_current()
                 self.store.update(job)
                 self._enqueue(job)
             else:
@@ -279,12 +293,14 @@ class IngestWorker:
             if result.error:
                 job.errors.append({"source": result.source, "reason": result.error})
             if result.source == job.current_file:
-                job.current_file, job.current_chunks, job.current_chunks_total = None, 0, 0
+                job.clear_current()
             self.store.update(job)
 
         def on_progress(progress: FileProgress) -> None:  # about once a second
             job.current_file = progress.source
             job.current_chunks, job.current_chunks_total = progress.embedded, progress.chunks
+            job.current_pages_done = progress.pages_done
+            job.current_pages_total = progress.pages_total
             self.store.update(job)
 
         try:
@@ -309,6 +325,6 @@ class IngestWorker:
 
     def _finish(self, job: Job, state: str, note: str | None) -> None:
         job.state, job.note, job.finished_at = state, note, _now()
-        job.current_file, job.current_chunks, job.current_chunks_total = None, 0, 0
+        job.clear_current()
         self.store.update(job)
         shutil.rmtree(self.uploads / job.id, ignore_errors=True)

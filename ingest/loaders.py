@@ -29,6 +29,8 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (
 )  # fmt: skip
 
 _DEFAULT_LIMITS = ArchiveLimits()
+PageCallback = Callable[[str, int, int], None]
+"""`(source, pages read, pages in all)`, called by the PDF reader after each page."""
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16: the UTF-32 LE BOM starts with the UTF-16 one
     (codecs.BOM_UTF32_BE, "utf-32"),
@@ -64,9 +66,11 @@ def check_supported(name: str) -> None:
 
 
 def load_bytes(
-    name: str, data: bytes, *, archive_limits: ArchiveLimits = _DEFAULT_LIMITS
+    name: str, data: bytes, *, archive_limits: ArchiveLimits = _DEFAULT_LIMITS,
+    on_page: PageCallback | None = None,
 ) -> list[LoadedDocument]:
     """Read one file's bytes; the extension of `name` picks the format, `name` is the source.
+    A PDF calls `on_page(name, pages read, pages in all)` after each page it reads.
 
     Raises UnsupportedFileType or DocumentLoadError. A .zip is all or nothing here: the first member
     that fails raises; use `iter_bytes` to keep the good members of an archive with a bad one.
@@ -83,32 +87,36 @@ def load_bytes(
         raise DocumentLoadError(name, f"the content is {what}, not text: not indexed")
     if reader is None:
         return archive.load_jsonl(name, data)
+    if ext == ".pdf":
+        return [_load_pdf(name, data, on_page)]
     return [reader(name, data)]
 
 
 def iter_bytes(
-    name: str, data: bytes, *, archive_limits: ArchiveLimits = _DEFAULT_LIMITS
+    name: str, data: bytes, *, archive_limits: ArchiveLimits = _DEFAULT_LIMITS,
+    on_page: PageCallback | None = None,
 ) -> Iterator[LoadedDocument | FileFailure]:
     """Like `load_bytes` but never raises: each failure (or bad zip member) is a FileFailure."""
-    yield from _iter_loaded(name, lambda: io.BytesIO(data), archive_limits)
+    yield from _iter_loaded(name, lambda: io.BytesIO(data), archive_limits, on_page)
 
 
 def iter_documents(
-    paths: Iterable[Path], *, archive_limits: ArchiveLimits = _DEFAULT_LIMITS
+    paths: Iterable[Path], *, archive_limits: ArchiveLimits = _DEFAULT_LIMITS,
+    on_page: PageCallback | None = None,
 ) -> Iterator[LoadedDocument | FileFailure]:
     """Yield the documents of every file under `paths`, or a FileFailure for each unreadable one.
 
     A folder is walked recursively in sorted order, skipping hidden entries and, silently,
     unsupported files; its files' sources are relative to it ("sub/a.md"). A file named directly has
     its file name as source and yields a FileFailure if unsupported or missing. Zip members read
-    "a.zip/inner/x.md".
+    "a.zip/inner/x.md". A PDF (not one inside an archive) reports each page read to `on_page`.
     """
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from _iter_folder(path, archive_limits)
+            yield from _iter_folder(path, archive_limits, on_page)
         elif path.is_file():
-            yield from _iter_file(path, path.name, archive_limits, explicit=True)
+            yield from _iter_file(path, path.name, archive_limits, explicit=True, on_page=on_page)
         elif path.exists():
             yield FileFailure(path.name, f"{path}: not a regular file")
         else:
@@ -131,13 +139,14 @@ def count_files(paths: Iterable[Path]) -> int:
 # --- files and folders -------------------------------------------------------------------------
 
 
-def _iter_folder(root: Path, limits: ArchiveLimits) -> Iterator[LoadedDocument | FileFailure]:
+def _iter_folder(root: Path, limits: ArchiveLimits,
+                 on_page: PageCallback | None) -> Iterator[LoadedDocument | FileFailure]:
     files, errors = _walk(root)
     for error in errors:
         where = Path(error.filename or root).relative_to(root).as_posix()
         yield FileFailure(where, f"cannot read folder ({error.strerror or error})")
     for path, source in files:
-        yield from _iter_file(path, source, limits, explicit=False)
+        yield from _iter_file(path, source, limits, explicit=False, on_page=on_page)
 
 
 def _walk(root: Path) -> tuple[list[tuple[Path, str]], list[OSError]]:
@@ -154,7 +163,8 @@ def _walk(root: Path) -> tuple[list[tuple[Path, str]], list[OSError]]:
 
 
 def _iter_file(
-    path: Path, source: str, limits: ArchiveLimits, *, explicit: bool
+    path: Path, source: str, limits: ArchiveLimits, *, explicit: bool,
+    on_page: PageCallback | None = None,
 ) -> Iterator[LoadedDocument | FileFailure]:
     if not _is_supported(source):
         if explicit:
@@ -169,18 +179,19 @@ def _iter_file(
     except OSError as exc:
         yield FileFailure(source, f"cannot read file ({exc.strerror or exc})")
         return
-    yield from iter_bytes(source, data, archive_limits=limits)
+    yield from iter_bytes(source, data, archive_limits=limits, on_page=on_page)
 
 
 def _iter_loaded(
-    name: str, open_data: Callable[[], IO[bytes]], limits: ArchiveLimits
+    name: str, open_data: Callable[[], IO[bytes]], limits: ArchiveLimits,
+    on_page: PageCallback | None = None,
 ) -> Iterator[LoadedDocument | FileFailure]:
     try:
         with open_data() as stream:
             if _extension(name) == ".zip":
                 yield from _iter_zip(name, stream, limits)
                 return
-            documents = load_bytes(name, stream.read(), archive_limits=limits)
+            documents = load_bytes(name, stream.read(), archive_limits=limits, on_page=on_page)
     except (IngestError, OSError) as exc:
         yield FileFailure(name, _reason(exc))
         return
@@ -239,7 +250,7 @@ def _is_supported(name: str) -> bool:
 # --- formats ------------------------------------------------------------------------------------
 
 
-def _load_pdf(source: str, data: bytes) -> LoadedDocument:
+def _load_pdf(source: str, data: bytes, on_page: PageCallback | None = None) -> LoadedDocument:
     reader = _open_pdf(source, data)
     pages: list[Page] = []
     warnings: list[str] = []
@@ -252,11 +263,13 @@ def _load_pdf(source: str, data: bytes) -> LoadedDocument:
             except Exception as exc:  # pypdf raises many types on a broken page; keep the others
                 warnings.append(f"page {number}: text extraction failed ({short_message(exc)})")
                 first_error = first_error or warnings[-1]
-                continue
+                text = None
             if text:
                 pages.append(Page(text, number))
-            else:
+            elif text is not None:
                 warnings.append(f"page {number}: no text (needs OCR)")
+            if on_page is not None:
+                on_page(source, number, count)
     except Exception as exc:
         raise _corrupt_pdf(source, exc) from exc
     if not pages:
@@ -264,7 +277,7 @@ def _load_pdf(source: str, data: bytes) -> LoadedDocument:
     metadata: dict[str, Any] = {"pages": count}
     if title := _pdf_title(reader):
         metadata["title"] = title
-    return LoadedDocument(source, data, pages, "pdf", metadata, warnings)
+    return LoadedDocument(source, data, pages, "pdf", metadata, warnings, page_count=count)
 
 
 def _open_pdf(source: str, data: bytes) -> pypdf.PdfReader:

@@ -6,7 +6,7 @@ skipped before embedding. Time is measured per stage so benchmarks can say where
 
 One file's work is bounded (`FileLimits`: seconds to read and chunk it, chunks it may make): a file
 over a bound fails alone, saying which, and nothing of it is indexed. A long file reports how far
-it is (`FileProgress`: chunks made, then embedded) about once a second.
+it is (`FileProgress`: pages read for a PDF, chunks made, then embedded) about once a second.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from retrieval.embedder import Embedder
 from retrieval.types import ChunkRecord, DocumentRecord
 
 from .chunking import Chunker, ChunkingConfig
-from .loaders import ArchiveLimits, iter_documents
+from .loaders import ArchiveLimits, PageCallback, iter_documents
 from .types import FileFailure, LoadedDocument
 
 STAGES = ("parse", "chunk", "embed", "commit", "index_save")
@@ -75,6 +75,10 @@ class FileProgress:
     """Chunks made so far: final once its chunking ends."""
     embedded: int
     """Of those, chunks embedded so far."""
+    pages_done: int | None = None
+    """Pages read so far, for a PDF (None for formats without pages)."""
+    pages_total: int | None = None
+    """Pages in the file, for a PDF."""
 
 
 @dataclass(frozen=True)
@@ -148,14 +152,14 @@ class _Run:
         if self.on_result is not None:
             self.on_result(result)
 
-    def tick(self, source: str, chunks: int, embedded: int) -> None:
-        """Report progress, at most once every `every_s` seconds."""
+    def tick(self, source: str, chunks: int, embedded: int, pages: int | None = None) -> None:
+        """Report progress, at most once every `every_s` seconds (`pages`: all of them read)."""
         if self.on_progress is None:
             return
         now = time.monotonic()
         if now - self.last_tick >= self.every_s:
             self.last_tick = now
-            self.on_progress(FileProgress(source, chunks, embedded))
+            self.on_progress(FileProgress(source, chunks, embedded, pages, pages))
 
 
 class IngestPipeline:
@@ -226,7 +230,7 @@ class IngestPipeline:
                                 error=error or "no text to index", warnings=warnings))
             return None
         record = DocumentRecord(doc_id=doc_id, source=item.source, format=item.format,
-                                size_bytes=len(item.content),
+                                size_bytes=len(item.content), pages=item.page_count,
                                 metadata={**item.metadata, **self.extra_metadata},
                                 warnings=list(warnings))
         return _Pending(record, chunks, warnings)
@@ -242,7 +246,7 @@ class IngestPipeline:
                 return [], limits.too_many_chunks()
             if time.perf_counter() - started > limits.max_seconds:
                 return [], limits.too_slow(len(chunks))
-            run.tick(item.source, len(chunks), 0)
+            run.tick(item.source, len(chunks), 0, item.page_count)
         if time.perf_counter() - started > limits.max_seconds:  # reading alone took too long
             return [], limits.too_slow(len(chunks))
         return chunks, None
@@ -256,7 +260,8 @@ class IngestPipeline:
             end = min(start + self.batch_chunks, len(texts))
             parts.append(self.embedder.embed_batch(texts[start:end]))
             doc = bisect_right(bounds, end - 1) - 1
-            run.tick(pending[doc].doc.source, len(pending[doc].chunks), end - bounds[doc])
+            run.tick(pending[doc].doc.source, len(pending[doc].chunks), end - bounds[doc],
+                     pending[doc].doc.pages)
         vectors = parts[0] if len(parts) == 1 else np.concatenate(parts)
         run.stages["embed"] += time.perf_counter() - t
         t = time.perf_counter()
@@ -281,13 +286,32 @@ def ingest_paths(collection: Collection, embedder: Embedder, paths: list[Path],
     `archive_limits`) chunked by the collection's own chunk settings within `file_limits`,
     embedded with `embedder` and committed to `collection`, which is searchable by keyword too
     once this returns. `metadata` is added to every document's own; `on_result` hears of each
-    document when it is done, `on_progress` of a long one about once a second."""
-    items = iter_documents(paths, archive_limits=archive_limits or ArchiveLimits())
+    document when it is done, `on_progress` of a long one about once a second (and of a PDF's
+    last page read, always)."""
+    items = iter_documents(paths, archive_limits=archive_limits or ArchiveLimits(),
+                           on_page=_page_reporter(on_progress, PROGRESS_EVERY_S))
     pipeline = IngestPipeline.for_collection(collection, embedder, metadata, file_limits)
     report = pipeline.run(items, on_result=on_result, should_stop=should_stop,
                           on_progress=on_progress)
     collection.settle_keyword_index()
     return report
+
+
+def _page_reporter(on_progress: Callable[[FileProgress], None] | None,
+                   every_s: float) -> PageCallback | None:
+    """A PDF reader's page callback that tells `on_progress` at most once every `every_s`
+    seconds, and always of the last page, so a reader of the progress sees the file read whole."""
+    if on_progress is None:
+        return None
+    last = -math.inf
+
+    def on_page(source: str, done: int, total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if done == total or now - last >= every_s:
+            last = now
+            on_progress(FileProgress(source, 0, 0, done, total))
+    return on_page
 
 
 def _timed(items: Iterable[Any], stages: dict[str, float]) -> Iterator[tuple[Any, float]]:

@@ -28,6 +28,8 @@ class LoadedDocument:
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     """Non-fatal problems a person should know about, e.g. "page 3: no text (needs OCR)"."""
+    page_count: int | None = None
+    """Pages in the file, for paged formats (PDF), blank ones included; None for the others."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS documents (
     metadata TEXT NOT NULL,
     warnings TEXT NOT NULL,
     n_chunks INTEGER NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    pages INTEGER
 );
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -58,6 +59,22 @@ class Docstore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(SCHEMA)
+        self._add_pages_column()
+
+    def _add_pages_column(self) -> None:
+        """A store made before documents had a page count gets the column, filled for its PDFs
+        from the count their loader kept in the metadata."""
+        def has_it() -> bool:
+            return any(row[1] == "pages"
+                       for row in self._db.execute("PRAGMA table_info(documents)"))
+        if has_it():
+            return
+        with self._transaction() as db:
+            if has_it():  # another process added it meanwhile
+                return
+            db.execute("ALTER TABLE documents ADD COLUMN pages INTEGER")
+            db.execute("UPDATE documents SET pages = json_extract(metadata, '$.pages') "
+                       "WHERE format = 'pdf'")
 
     def close(self) -> None:
         self._db.close()
@@ -90,9 +107,10 @@ class Docstore:
         old = db.execute("SELECT doc_id FROM documents WHERE source=?", (doc.source,)).fetchone()
         removed = self._delete(db, old[0]) if old else []
         db.execute(
-            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO documents (doc_id, source, format, size_bytes, metadata, warnings, "
+            "n_chunks, created_at, pages) VALUES (?,?,?,?,?,?,?,?,?)",
             (doc.doc_id, doc.source, doc.format, doc.size_bytes, json.dumps(doc.metadata),
-             json.dumps(doc.warnings), len(chunks), datetime.now(UTC).isoformat()),
+             json.dumps(doc.warnings), len(chunks), datetime.now(UTC).isoformat(), doc.pages),
         )
         added = [self._insert_chunk(db, doc.doc_id, i, c, v)
                  for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))]
@@ -210,7 +228,7 @@ class Docstore:
 def _doc(row: tuple[Any, ...]) -> DocumentRecord:
     return DocumentRecord(doc_id=row[0], source=row[1], format=row[2], size_bytes=row[3],
                           metadata=json.loads(row[4]), warnings=json.loads(row[5]),
-                          n_chunks=row[6], created_at=row[7])
+                          n_chunks=row[6], created_at=row[7], pages=row[8])
 
 
 class _Transaction:

@@ -25,6 +25,8 @@ class DocumentRecord:
     warnings: list[str] = field(default_factory=list)
     n_chunks: int = 0
     created_at: str = ""
+    pages: int | None = None
+    """Page count of a paged format (PDF); None for formats without pages."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ router = APIRouter(prefix="/v1/collections/{name}/documents", tags=["documents"]
 
 def document_out(doc: DocumentRecord) -> DocumentOut:
     return DocumentOut(doc_id=doc.doc_id, source=doc.source, format=doc.format,
-                       size_bytes=doc.size_bytes, n_chunks=doc.n_chunks, metadata=doc.metadata,
+                       size_bytes=doc.size_bytes, n_chunks=doc.n_chunks, pages=doc.pages,
+                       metadata=doc.metadata,
                        warnings=doc.warnings, created_at=doc.created_at)
 
 

@@ -21,7 +21,9 @@ def job_out(job: Job) -> JobOut:
                   results=job.results, note=job.note, created_at=job.created_at,
                   started_at=job.started_at, finished_at=job.finished_at,
                   current_file=job.current_file, current_chunks=job.current_chunks,
-                  current_chunks_total=job.current_chunks_total)
+                  current_chunks_total=job.current_chunks_total,
+                  current_pages_done=job.current_pages_done,
+                  current_pages_total=job.current_pages_total)
 
 
 @router.get("", response_model=list[JobOut])

@@ -46,11 +46,11 @@ export async function loadDocuments() {
   if (!state.collection) { body.innerHTML = ""; $("#docCount").textContent = ""; return; }
   const r = await api(coll(`/documents?limit=${DOC_PAGE}&offset=0`));
   showError($("#docsError"), null);
-  body.innerHTML = r.documents.length ? "" : `<tr><td colspan="6" class="meta">No documents yet: upload some above.</td></tr>`;
+  body.innerHTML = r.documents.length ? "" : `<tr><td colspan="7" class="meta">No documents yet: upload some above.</td></tr>`;
   for (const d of r.documents) {
     const warn = d.warnings.length ? ` <span class="pill warn" title="${esc(d.warnings.join("; "))}">warnings</span>` : "";
     const row = html(`<table><tr><td class="src">${esc(d.source)}${warn}</td><td>${esc(d.format)}</td><td>${d.n_chunks}</td>
-      <td>${size(d.size_bytes)}</td><td>${esc(day(d.created_at))}</td>
+      <td>${d.pages ?? "–"}</td><td>${size(d.size_bytes)}</td><td>${esc(day(d.created_at))}</td>
       <td><button type="button" class="small danger">Delete</button></td></tr></table>`).querySelector("tr");
     row.querySelector(".danger").onclick = async (e) => {
       if (!confirm(`Delete ${d.source} from ${state.collection}?`)) return;
@@ -94,9 +94,11 @@ function showJob(job, rows, finished) {
   for (const [name, li] of rows) {
     if (failed.has(name) || li.classList.contains("failed")) continue;
     if (job.current_file === name) {
-      const total = job.current_chunks_total;
-      setRow(li, "running", total ? `embedding: ${job.current_chunks} of ${total} chunks made so far`
-        : "reading and chunking…", total ? job.current_chunks / total : 0);
+      const total = job.current_chunks_total, pages = job.current_pages_total;
+      const page = pages ? `page ${job.current_pages_done}/${pages}` : "";
+      if (total) setRow(li, "running", `${page ? `${page} read; ` : ""}embedding: ${job.current_chunks} of ${total} chunks made so far`, job.current_chunks / total);
+      else if (pages) setRow(li, "running", `reading ${page}`, job.current_pages_done / pages);
+      else setRow(li, "running", "reading and chunking…", 0);
     } else if (finished || li.classList.contains("running") || li.classList.contains("ok")) {
       setRow(li, "ok", finished && job.state === "failed" && !failed.size ? "not ingested" : "ingested");
     }

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from ingest.jobs import IngestWorker
 from retrieval.catalog import Catalog
 from tests.fakes import FakeEmbedder
+from tests.ingest.fixtures import make_pdf
 
 
 def _wait(client: TestClient, job_id: str, timeout: float = 20) -> dict[str, Any]:
@@ -215,3 +216,16 @@ def test_a_multi_file_upload_ingests_the_valid_files_and_reports_each_refused_on
     reasons = {e["source"]: e["reason"] for e in job["errors"]}
     assert set(reasons) == {"tool.exe", "c.docx"} and ".pdf" in reasons["tool.exe"]
     assert client.get("/v1/collections/kb/documents").json()["total"] == 2
+
+
+def test_documents_carry_their_page_count_for_pdfs_only(client: TestClient) -> None:
+    assert client.post("/v1/collections", json={"name": "kb"}).status_code == 201
+    pdf = make_pdf(["Pumps move water uphill.", None, "Valves stop backflow."])
+    job = _wait(client, _upload(client, [("manual.pdf", pdf), ("notes.txt", b"Fine text.")])
+                .json()["job_id"])
+    assert job["state"] == "succeeded", job
+    docs = {d["source"]: d for d in client.get("/v1/collections/kb/documents").json()["documents"]}
+    assert (docs["manual.pdf"]["pages"], docs["notes.txt"]["pages"]) == (3, None)
+    one = client.get(f"/v1/collections/kb/documents/{docs['manual.pdf']['doc_id']}").json()
+    assert one["pages"] == 3
+    assert (job["current_pages_done"], job["current_pages_total"]) == (None, None)

@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 from langchain_text_splitters import MarkdownHeaderTextSplitter
 
 from ingest.chunking import MD_HEADERS, Chunker, ChunkingConfig
-from ingest.pipeline import FileLimits, FileProgress, FileResult, IngestPipeline
+from ingest.pipeline import FileLimits, FileProgress, FileResult, IngestPipeline, ingest_paths
 from ingest.sections import WINDOW_CHARS, markdown_sections, windows
 from ingest.types import LoadedDocument
 from tests.fakes import FakeEmbedder
 from tests.helpers import make_collection, text_doc
+from tests.ingest.fixtures import make_pdf
 
 PIECES = ["pump", "valve.", "x,", "#", "##", "###", "####", "#####", "```", "~~~", "", "  ", "\t",
           "\u200b", "|", "-", "\n", "\n\n"]
@@ -140,3 +141,17 @@ def test_a_long_file_reports_chunks_made_then_embedded(tmp_path: Path) -> None:
     embedded = [p.embedded for p in progress if p.embedded]
     assert embedded == sorted(embedded) and embedded[-1] == total
     assert all(p.chunks == total for p in progress if p.embedded)
+
+
+def test_a_pdf_reports_its_pages_read_then_all_of_them_while_embedding(tmp_path: Path) -> None:
+    emb = FakeEmbedder()
+    coll = make_collection(tmp_path, emb, chunk_size=16, chunk_overlap=2)
+    pdf = tmp_path / "book.pdf"
+    pdf.write_bytes(make_pdf([f"Page {i} says pumps move water uphill." for i in range(1, 6)]))
+    progress: list[FileProgress] = []
+    [result] = ingest_paths(coll, emb, [pdf], on_progress=progress.append).results
+    assert result.status == "added"
+    read = [(p.pages_done, p.pages_total) for p in progress if p.chunks == 0]
+    assert read[0] == (1, 5) and read[-1] == (5, 5)  # the first page, and always the last
+    assert all((p.pages_done, p.pages_total) == (5, 5) for p in progress if p.chunks)
+    assert coll.documents()[0].pages == 5

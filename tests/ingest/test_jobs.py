@@ -16,6 +16,7 @@ from ingest.jobs import IngestWorker, Job, JobStore
 from retrieval.catalog import Catalog
 from tests.fakes import FakeEmbedder
 from tests.helpers import make_collection
+from tests.ingest.fixtures import make_pdf
 
 SLOW_WORD = "glacial"
 
@@ -163,3 +164,23 @@ def test_jobs_are_counted_by_state(tmp_path: Path) -> None:
     counted = store.count_by_state()
     assert counted == Counter(job.state for job in store.recent(limit=100))
     assert counted == {"queued": 3, "running": 1, "succeeded": 1, "failed": 1}
+
+
+def test_a_pdf_job_reports_its_pages_read(worker: IngestWorker, embedder: GateEmbedder) -> None:
+    worker.start()
+    try:
+        job_id, folder = worker.new_job_dir()
+        pages = [f"{SLOW_WORD} page {i} says pumps move water." for i in range(1, 8)]
+        (folder / "big.pdf").write_bytes(make_pdf([*pages[:3], None, *pages[3:]]))
+        worker.submit(job_id, "a", ["big.pdf"], {})
+        assert embedder.held.wait(timeout=20), "the PDF job never reached its embedding"
+        running = _job(worker, job_id)
+        assert running.current_file == "big.pdf"
+        assert (running.current_pages_done, running.current_pages_total) == (8, 8)
+        embedder.gate.set()
+        done = _wait(worker, job_id)
+        assert done.state == "succeeded"
+        assert (done.current_pages_done, done.current_pages_total) == (None, None)
+    finally:
+        embedder.gate.set()
+        worker.stop()

@@ -80,6 +80,14 @@ def test_pdf_pages_are_numbered_from_one_with_their_text() -> None:
     assert doc.warnings == []
 
 
+def test_a_pdf_reports_each_page_read_and_its_page_count() -> None:
+    seen: list[tuple[str, int, int]] = []
+    [doc] = load_bytes("b.pdf", make_pdf(["One", None, "Three"]),
+                       on_page=lambda *a: seen.append(a))
+    assert seen == [("b.pdf", 1, 3), ("b.pdf", 2, 3), ("b.pdf", 3, 3)]
+    assert doc.page_count == 3 and only_doc("a.txt", b"text").page_count is None
+
+
 def test_pdf_blank_page_is_skipped_with_a_warning() -> None:
     doc = only_doc("scan.pdf", make_pdf(["Text one", None, "Text three"]))
     assert [page.number for page in doc.pages] == [1, 3]

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from api.keys import KeyStore
+from tests.ingest.fixtures import make_pdf
 from tests.web.conftest import Live, shot
 
 QUESTION = "what does the blue pump do?"
@@ -98,23 +99,27 @@ def test_collections_upload_progress_results_and_deletes(page: Any, live: Live,
     good.write_text("# Leave\n\nStaff get 25 days of annual leave.\n\n## Sick leave\n\nTell your manager.")
     other = tmp_path / "notes.txt"
     other.write_text("Fire drills happen every March.")
-    page.set_input_files("#files", [str(good), str(other), str(bad)])
+    pdf = tmp_path / "rota.pdf"
+    pdf.write_bytes(make_pdf(["Night shifts rotate weekly.", None, "Swaps need a week's notice."]))
+    page.set_input_files("#files", [str(good), str(other), str(pdf), str(bad)])
     page.click("#uploadForm button[type=submit]")
     page.wait_for_selector("#uploadSummary:has-text('Finished with errors')")
     assert page.is_hidden("#uploadForm .error"), "the earlier error is cleared by a success"
     rows = {li.get_attribute("data-file"): li.inner_text() for li in page.query_selector_all(".files li")}
     assert "ingested" in rows["leave.md"] and "ingested" in rows["notes.txt"]
     assert "failed" in rows["tool.exe"] and ".exe" in rows["tool.exe"]
-    assert "2 documents ingested" in page.inner_text("#uploadSummary")
+    assert "3 documents ingested" in page.inner_text("#uploadSummary")
     shot(page, "upload-results")
     page.wait_for_selector("#docTable td:has-text('leave.md')")
     docs = page.inner_text("#docTable")
-    assert "notes.txt" in docs and "2 documents" in page.inner_text("#docCount")
+    assert "notes.txt" in docs and "3 documents" in page.inner_text("#docCount")
+    pages = page.query_selector_all("#docTable tr:has-text('rota.pdf') td")[3].inner_text()
+    assert pages == "3", "a PDF's row shows its page count"
     chunks = live.services.collection("handbook").docstore.documents()
     assert {d.source: d.n_chunks for d in chunks}["leave.md"] > 0
     page.click("#docTable tr:has-text('notes.txt') button.danger")
     page.wait_for_function("!document.querySelector('#docTable').innerText.includes('notes.txt')")
-    assert "1 document" in page.inner_text("#docCount")
+    assert "2 documents" in page.inner_text("#docCount")
     page.click("#collTable tr:has-text('handbook') button.danger")
     page.wait_for_function("document.querySelector('#collection').value === 'kb'")
     assert "handbook" not in page.inner_text("#collTable")
