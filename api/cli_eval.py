@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from .cli_remote import add_server_options, connect
+from .cli_remote import POLL_S, add_server_options, connect
 from .cli_services import open_corpus, open_services
+from .client import RagtuneClient
 from .settings import Settings
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "scifact"
@@ -35,6 +38,7 @@ def add_parser(sub: Any) -> None:
     q.add_argument("--mode", default="zero_shot", choices=["zero_shot", "cot"])
     q.add_argument("--limit", type=int, help="first N questions only")
     q.add_argument("--out", type=Path, help="write per-question results (JSON) here")
+    add_server_options(q)
     q.set_defaults(func=cmd_answers)
 
     c = esub.add_parser("calibrate", help="suggest RAGTUNE_MIN_SCORE from a golden set")
@@ -84,8 +88,16 @@ def cmd_retrieval(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_answers(args: argparse.Namespace, settings: Settings) -> int:
     from generation.evaluation import evaluate, load_questions
 
+    questions = load_questions(args.questions)[: args.limit]  # checked here, naming the line
+    client = connect(args, settings)
+    if client is not None:
+        summary, rows, run = _answers_served(client, args, len(questions))
+        for key, value in summary.items():
+            print(f"{key:<20}{value}")
+        _write(args.out, {"summary": summary, "questions": rows, "collection": args.collection,
+                          "server": client.base_url, "eval_id": run})
+        return 0
     svc = open_services(settings)
-    questions = load_questions(args.questions)[: args.limit]
     config = svc.ask_config(k=args.k, mode=args.mode)
     summary, rows = evaluate(questions, lambda q: svc.ask(args.collection, q, config))
     for key, value in summary.items():
@@ -93,6 +105,23 @@ def cmd_answers(args: argparse.Namespace, settings: Settings) -> int:
     _write(args.out, {"summary": summary, "questions": rows, "collection": args.collection,
                       "generator": settings.generator, "quantization": settings.quantization})
     return 0
+
+
+def _answers_served(client: RagtuneClient, args: argparse.Namespace,
+                    n: int) -> tuple[dict[str, float], list[dict[str, Any]], str]:
+    """The golden set's first `n` questions run by the server (as the web app's evaluations are):
+    (summary, per-question rows, evaluation id)."""
+    lines = [line for line in args.questions.read_text(encoding="utf-8").splitlines()
+             if line.strip()]
+    run = client.start_eval(args.collection, [json.loads(line) for line in lines[:n]], args.k,
+                            args.mode)
+    print(f"evaluation {run.eval_id} on {client.base_url}", file=sys.stderr)
+    while run.state in ("queued", "running"):
+        time.sleep(POLL_S)
+        run = client.eval_run(run.eval_id)
+    if run.state != "succeeded":
+        raise ValueError(f"evaluation {run.eval_id} {run.state}: {run.error}")
+    return run.summary, run.results or [], run.eval_id
 
 
 def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,10 +1,11 @@
 """Which server a CLI command talks to, and the commands' served paths.
 
-`search`, `ask`, `ingest`, `tune list|status|cancel` and `eval calibrate` use a running `ragtune
-serve` when one answers, so they take milliseconds instead of a model load, and writes go through
-the process that holds the collection open. `--server URL` (or RAGTUNE_URL=URL) names one and is an
-error when it does not answer; without it, http://HOST:PORT from Settings is probed for
-PROBE_S seconds and in-process work is the fallback; `--local` (or RAGTUNE_URL=local) never asks.
+`search`, `ask`, `ingest`, `tune start|resume|list|status|cancel` and `eval answers|calibrate` use
+a running `ragtune serve` when one answers, so they take milliseconds instead of a model load, and
+writes go through the process that holds the collection open. `--server URL` (or RAGTUNE_URL=URL)
+names one and is an error when it does not answer; without it, http://HOST:PORT from Settings is
+probed for PROBE_S seconds and in-process work is the fallback; `--local` (or RAGTUNE_URL=local)
+never asks.
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 `tune start` takes the `autotrain llm` flags (generated from TrainConfig, so every option has one),
 stores the data, queues the job and follows it with a progress bar. When `ragtune serve` is running,
 its runner takes the job; otherwise this command runs it (in a worker process, as the API would).
-`list`, `status` and `cancel` ask a running server when one answers (api/cli_remote.py), else read
-the job table here; either way they show a job as the API does (TuningJobOut).
+`start`, `resume`, `list`, `status` and `cancel` go through a running server when one answers
+(api/cli_remote.py: the data is uploaded, the job queued and followed over HTTP), else work on the
+job table here; either way they show a job as the API does (TuningJobOut). A `--model` that is a
+path trains in-process: over HTTP a job trains only on a registered model.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tuning.service import JOB_METHODS, RESERVED, default_method
 
 from .cli_remote import add_server_options, connect
 from .cli_services import open_services as _services
+from .client import RagtuneClient
 from .schemas import TuningJobOut
 from .settings import Settings
 
@@ -84,6 +87,7 @@ def add_parser(sub: Any, *more: Callable[[Any], object]) -> argparse.ArgumentPar
                         description="Queue a fine-tuning job (flags as in `autotrain llm`).")
     s.add_argument("--data-path", required=True, type=Path, help="training data (.jsonl/.json/.csv)")
     add_start_arguments(s)
+    add_server_options(s)
     s.set_defaults(func=cmd_start)
 
     for add in more:
@@ -102,8 +106,7 @@ def add_parser(sub: Any, *more: Callable[[Any], object]) -> argparse.ArgumentPar
             c.add_argument("--json", action="store_true")
         if name == "resume":
             c.add_argument("--detach", action="store_true")
-        else:
-            add_server_options(c)
+        add_server_options(c)
         c.set_defaults(func=func)
     return t
 
@@ -114,6 +117,9 @@ def _train_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
+    client = None if args.model and Path(args.model).exists() else connect(args, settings)
+    if client is not None:
+        return _start_served(client, args)
     svc = _services(settings)
     desk = svc.tuning
     desk.store.recover()  # jobs whose worker died with no runner to notice are interrupted
@@ -147,6 +153,48 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     return _follow(svc, job, args.detach)
 
 
+def _start_served(client: RagtuneClient, args: argparse.Namespace) -> int:
+    """`tune start` through the server: the data files uploaded with the job, which the server
+    checks in full and queues; then followed."""
+    if args.resume:
+        previous = [j for j in client.tuning_jobs() if j.name == args.name and j.resumable]
+        if not previous:
+            raise ValueError(f"no interrupted, failed or cancelled job named {args.name!r} to resume")
+        return _follow_served(client, client.resume_tuning_job(previous[0].job_id), args.detach)
+    files = {field: path for field, path in (("file", args.data_path), ("valid_file", args.valid_path),
+                                             ("questions_file", args.eval_questions)) if path}
+    for path in files.values():
+        if not path.is_file():
+            raise FileNotFoundError(2, "no such file", str(path))
+    checks = {k: v for k, v in (("regex", args.check_regex), ("max_chars", args.check_max_chars),
+                                ("required_phrase", args.check_phrase)) if v is not None}
+    body = {"name": args.name, "method": args.method, "base_model": args.model,
+            "config": _train_options(args), "label_column": args.label_column,
+            "checks": checks or None, "eval_collection": args.eval_collection,
+            "gate_prompts": args.gate_prompts, "gate_max_new_tokens": args.gate_max_new_tokens,
+            "promote_if_better": args.promote_if_better}
+    job = client.start_tuning_job({k: v for k, v in body.items() if v is not None}, files)
+    print(f"queued tuning job {job.job_id} ({job.spec.method}, dataset {job.spec.dataset_id}) on "
+          f"{client.base_url}", file=sys.stderr)
+    return _follow_served(client, job, args.detach)
+
+
+def _follow_served(client: RagtuneClient, job: TuningJobOut, detach: bool) -> int:
+    """Wait for `job`, run by the server, with a progress bar; Ctrl-C cancels it."""
+    if detach:
+        print(job.job_id)
+        return 0
+    try:
+        final = _progress(client.tuning_job, job.job_id)
+    except KeyboardInterrupt:
+        print(f"\ncancelling {job.job_id} (a checkpoint is kept; `ragtune tune resume "
+              f"{job.job_id}`)", file=sys.stderr)
+        client.cancel_tuning_job(job.job_id)
+        final = _progress(client.tuning_job, job.job_id)
+    _print_outcome(final)
+    return 0 if final.state == "succeeded" else 1
+
+
 def _follow(svc: Any, job: TuningJob, detach: bool) -> int:
     """Wait for `job` with a progress bar, running it here when no server is running jobs."""
     store = svc.tuning.store
@@ -159,12 +207,12 @@ def _follow(svc: Any, job: TuningJob, detach: bool) -> int:
         worker = threading.Thread(target=_run_here, args=(svc, job.id), daemon=True)
         worker.start()
     try:
-        final = _progress(store, job.id)
+        final = _progress(store.get, job.id)
     except KeyboardInterrupt:
         print(f"\ncancelling {job.id} (a checkpoint is kept; `ragtune tune resume {job.id}`)",
               file=sys.stderr)
         store.cancel(job.id)
-        final = _progress(store, job.id)
+        final = _progress(store.get, job.id)
     if worker is not None:
         worker.join()
     _print_outcome(final)
@@ -183,13 +231,15 @@ def _run_here(svc: Any, job_id: str) -> None:
             return
 
 
-def _progress(store: Any, job_id: str) -> TuningJob:
+def _progress(get: Callable[[str], Any], job_id: str) -> Any:
+    """Show the job that `get(job_id)` reads (a TuningJob here, a TuningJobOut from a server)
+    until it has finished; that last reading."""
     from tqdm import tqdm
 
-    job = store.get(job_id)
+    job = get(job_id)
     with tqdm(total=max(job.total_steps, 1), unit="step", file=sys.stderr) as bar:
         while True:
-            job = store.get(job_id)
+            job = get(job_id)
             if job.total_steps and bar.total != job.total_steps:
                 bar.total = job.total_steps
             bar.n = job.step
@@ -200,7 +250,7 @@ def _progress(store: Any, job_id: str) -> TuningJob:
                 post["eval"] = f"{job.eval_loss:.3f}"
             bar.set_postfix(post, refresh=False)
             bar.refresh()
-            if job.finished:
+            if job.state in FINISHED:
                 return job
             time.sleep(POLL_S)
 
@@ -269,5 +319,8 @@ def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_resume(args: argparse.Namespace, settings: Settings) -> int:
+    client = connect(args, settings)
+    if client is not None:
+        return _follow_served(client, client.resume_tuning_job(args.job_id), args.detach)
     svc = _services(settings)
     return _follow(svc, svc.tuning.store.requeue(args.job_id), args.detach)

@@ -20,7 +20,15 @@ from urllib.parse import quote
 
 import httpx
 
-from .schemas import AskResponse, CollectionOut, HitOut, JobOut, SearchResponse, TuningJobOut
+from .schemas import (
+    AskResponse,
+    CollectionOut,
+    EvalOut,
+    HitOut,
+    JobOut,
+    SearchResponse,
+    TuningJobOut,
+)
 
 SearchMode = Literal["hybrid", "dense", "keyword"]
 
@@ -133,6 +141,38 @@ class RagtuneClient:
     def cancel_tuning_job(self, job_id: str) -> TuningJobOut:
         reply = self._http.post(f"/v1/tuning/jobs/{quote(job_id)}/cancel")
         return TuningJobOut.model_validate(_ok(reply))
+
+    def resume_tuning_job(self, job_id: str) -> TuningJobOut:
+        reply = self._http.post(f"/v1/tuning/jobs/{quote(job_id)}/resume")
+        return TuningJobOut.model_validate(_ok(reply))
+
+    def start_tuning_job(self, job: Mapping[str, Any],
+                         files: Mapping[str, Path] | None = None) -> TuningJobOut:
+        """Queue a fine-tuning job: `job` is the API's JobCreate; `files` uploads datasets with it
+        (fields `file`, `valid_file`, `questions_file`), each checked in full by the server."""
+        if not files:
+            return TuningJobOut.model_validate(_ok(self._http.post(
+                "/v1/tuning/jobs", json=dict(job), timeout=max(self.timeout, 600.0))))
+        handles = {field: (path.name, path.open("rb")) for field, path in files.items()}
+        try:
+            reply = self._http.post("/v1/tuning/jobs", files=handles,
+                                    data={"config": json.dumps(dict(job))},
+                                    timeout=max(self.timeout, 600.0))
+        finally:
+            for _, handle in handles.values():
+                handle.close()
+        return TuningJobOut.model_validate(_ok(reply))
+
+    def start_eval(self, collection: str, questions: list[dict[str, Any]], k: int = 5,
+                   mode: str = "zero_shot") -> EvalOut:
+        """Run a golden set (kb_dev format) on the server in the background: poll `eval_run`."""
+        reply = self._http.post(_coll(collection) + "/evals",
+                                json={"questions": questions, "k": k, "mode": mode})
+        return EvalOut.model_validate(_ok(reply))
+
+    def eval_run(self, eval_id: str) -> EvalOut:
+        """An evaluation, with each question's result."""
+        return EvalOut.model_validate(_ok(self._http.get(f"/v1/evals/{quote(eval_id)}")))
 
     def search(self, collection: str, query: str, k: int = 5, mode: SearchMode | None = None,
                filter: Mapping[str, Any] | None = None) -> list[HitOut]:

@@ -264,3 +264,16 @@ class TuningJobOut(BaseModel):
     started_at: str | None
     finished_at: str | None
     updated_at: str
+
+
+class EvalOut(BaseModel):
+    eval_id: str
+    collection: str
+    state: str
+    questions: int
+    config: dict[str, Any]
+    summary: dict[str, float]
+    error: str | None
+    created_at: str
+    finished_at: str | None
+    results: list[dict[str, Any]] | None = None

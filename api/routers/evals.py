@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from generation.eval_runs import EvalRun
 from generation.evaluation import parse_question
 
 from ..deps import ServicesDep
 from ..errors import NotFound
-from ..schemas import Strict
+from ..schemas import EvalOut, Strict
 
 router = APIRouter(tags=["evals"])
 
@@ -23,19 +23,6 @@ class EvalRequest(Strict):
         description="golden set in the kb_dev format: question, answers, match, answerable, doc")
     k: int = Field(5, ge=1, le=100)
     mode: str = Field("zero_shot", pattern="^(zero_shot|cot)$")
-
-
-class EvalOut(BaseModel):
-    eval_id: str
-    collection: str
-    state: str
-    questions: int
-    config: dict[str, Any]
-    summary: dict[str, float]
-    error: str | None
-    created_at: str
-    finished_at: str | None
-    results: list[dict[str, Any]] | None = None
 
 
 def eval_out(run: EvalRun, with_results: bool = False) -> EvalOut:
