@@ -54,8 +54,9 @@ def make_lora(base_model: Path, out_dir: Path, seed: int) -> Path:
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """`app` served by uvicorn in a thread on a free loopback port: yields its base URL."""
+def serving(app: Any, graceful_shutdown_s: int | None = None) -> Iterator[str]:
+    """`app` served by uvicorn in a thread on a free loopback port: yields its base URL.
+    `graceful_shutdown_s`: how long shutdown waits for open connections (None: for ever)."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -63,7 +64,8 @@ def serving(app: Any) -> Iterator[str]:
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, log_level="warning",
-                                           access_log=False))
+                                           access_log=False,
+                                           timeout_graceful_shutdown=graceful_shutdown_s))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

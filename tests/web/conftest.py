@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from api.app import create_app
 from api.services import Services
@@ -28,7 +25,7 @@ from generation.grounding import REFUSAL
 from ingest.pipeline import IngestPipeline
 from tests.fakes import FakeEmbedder
 from tests.generation.fakes import PIECE, ScriptedGenerator
-from tests.helpers import text_doc
+from tests.helpers import serving, text_doc
 
 CHROMIUM = Path(os.environ.get("RAGTUNE_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "web"
@@ -109,23 +106,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     services.serving.check_servable = services.adapters.get  # type: ignore[method-assign]
     services.tuning.check = lambda spec, names=None: None  # type: ignore[method-assign]
     services.start_tuning_runner = lambda: None  # type: ignore[method-assign]
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, services), log_config=None,
-                                           log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=5))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield Live(f"http://127.0.0.1:{port}", services)
-    server.should_exit = True
-    thread.join(timeout=30)
-    sock.close()
+    with serving(create_app(settings, services), graceful_shutdown_s=5) as url:
+        yield Live(url, services)
 
 
 @pytest.fixture(scope="session")
