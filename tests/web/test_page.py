@@ -253,4 +253,9 @@ def test_every_tab_fits_a_390px_phone(page: Any) -> None:
         page.wait_for_timeout(150)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"the {tab} tab is {width} px wide at 390"
+        # a table may scroll sideways inside its box, but its delete buttons must be in view
+        cut = page.evaluate("""() => [...document.querySelectorAll('table button.danger')]
+            .filter(b => b.offsetParent !== null)
+            .filter(b => b.getBoundingClientRect().right > 390).length""")
+        assert cut == 0, f"{cut} delete buttons of the {tab} tab are out of view at 390 px"
         shot(page, f"phone-{tab}")
