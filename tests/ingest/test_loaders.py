@@ -1,4 +1,5 @@
-"""Loaders: each format, the archive rules, folder walking, and the real PDFs when present."""
+"""Loaders: text, Markdown, HTML, JSONL and archive formats, the archive rules and folder walking
+(PDF: test_pdf_loader.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import json
 import random
 import re
 import stat
-import time
 import zipfile
 from pathlib import Path
 
@@ -26,10 +26,7 @@ from ingest.loaders import (
     load_bytes,
 )
 from ingest.types import FileFailure, LoadedDocument
-from tests.ingest.fixtures import encrypt_pdf, make_pdf, make_zip
-
-SHARED_PDFS = Path(__file__).resolve().parents[3] / "shared" / "data" / "pdfs"
-
+from tests.ingest.fixtures import make_zip
 
 # --- builders ----------------------------------------------------------------------------------
 
@@ -66,57 +63,6 @@ def test_check_supported_is_case_insensitive_and_knows_jsonl_gz() -> None:
 def test_archive_limits_refuse_non_positive(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         ArchiveLimits(**{field: value})  # type: ignore[arg-type]
-
-
-# --- PDF ----------------------------------------------------------------------------------------
-
-
-def test_pdf_pages_are_numbered_from_one_with_their_text() -> None:
-    doc = only_doc("book.pdf", make_pdf(["First page", "Second page", "Third page"], "A Book"))
-    assert doc.format == "pdf"
-    assert [page.number for page in doc.pages] == [1, 2, 3]
-    assert [page.text for page in doc.pages] == ["First page", "Second page", "Third page"]
-    assert doc.metadata == {"title": "A Book", "pages": 3}
-    assert doc.warnings == []
-
-
-def test_a_pdf_reports_each_page_read_and_its_page_count() -> None:
-    seen: list[tuple[str, int, int]] = []
-    [doc] = load_bytes("b.pdf", make_pdf(["One", None, "Three"]),
-                       on_page=lambda *a: seen.append(a))
-    assert seen == [("b.pdf", 1, 3), ("b.pdf", 2, 3), ("b.pdf", 3, 3)]
-    assert doc.page_count == 3 and only_doc("a.txt", b"text").page_count is None
-
-
-def test_pdf_blank_page_is_skipped_with_a_warning() -> None:
-    doc = only_doc("scan.pdf", make_pdf(["Text one", None, "Text three"]))
-    assert [page.number for page in doc.pages] == [1, 3]
-    assert doc.warnings == ["page 2: no text (needs OCR)"]
-
-
-def test_pdf_with_only_blank_pages_needs_ocr() -> None:
-    with pytest.raises(DocumentLoadError, match="needs OCR") as info:
-        load_bytes("scan.pdf", make_pdf([None, None]))
-    assert "2 pages" in info.value.reason
-
-
-def test_encrypted_pdf_with_a_password_is_refused() -> None:
-    data = encrypt_pdf(make_pdf(["Secret"]), user_password="hunter2")
-    with pytest.raises(DocumentLoadError, match="password"):
-        load_bytes("locked.pdf", data)
-
-
-def test_encrypted_pdf_with_empty_user_password_loads() -> None:
-    doc = only_doc("open.pdf", encrypt_pdf(make_pdf(["Readable"]), user_password=""))
-    assert doc.pages[0].text == "Readable"
-
-
-@pytest.mark.parametrize(
-    "data", [b"this is not a PDF at all", make_pdf(["Hello", "World"])[:120], b""]
-)
-def test_corrupt_pdf_is_a_load_error(data: bytes) -> None:
-    with pytest.raises(DocumentLoadError):
-        load_bytes("broken.pdf", data)
 
 
 # --- text and Markdown ---------------------------------------------------------------------------
@@ -384,21 +330,3 @@ def test_bad_file_in_a_folder_does_not_stop_the_walk(tmp_path: Path) -> None:
     assert [type(item).__name__ for item in items] == ["FileFailure", "LoadedDocument"]
     assert isinstance(items[0], FileFailure)
     assert items[0].source == "a.pdf" and "corrupt" in items[0].reason
-
-
-# --- the real PDFs ------------------------------------------------------------------------------
-
-
-def test_shared_pdfs_load_or_fail_cleanly() -> None:
-    if not SHARED_PDFS.is_dir():
-        pytest.skip(f"{SHARED_PDFS} not present")
-    for path in sorted(SHARED_PDFS.glob("*.pdf")):
-        start = time.perf_counter()
-        try:
-            doc = only_doc(path.name, path.read_bytes())
-        except DocumentLoadError as exc:
-            print(f"{path.name}: FAILED in {time.perf_counter() - start:.2f}s: {exc.reason}")
-            continue
-        assert any(page.text.strip() for page in doc.pages)
-        took = time.perf_counter() - start
-        print(f"{path.name}: {len(doc.pages)}/{doc.metadata['pages']} pages in {took:.2f}s")
