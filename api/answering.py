@@ -5,7 +5,9 @@ from __future__ import annotations
 from generation.adapters import BASE
 from generation.answerability import AnswerabilityModel
 from generation.grounding import Example
+from generation.loading import resolve_device
 from generation.rag import AskConfig
+from generation.verifier import DEFAULT_VERIFIER, CrossEncoderVerifier
 
 from .settings import Settings
 
@@ -29,3 +31,10 @@ def answering_config(settings: Settings, adapter: str | None,
                      refuse_ungrounded=settings.refuse_ungrounded,
                      span_decoding=settings.span_decoding, answer_style=style,
                      answerability=classifier, adapter=adapter)
+
+
+def answer_verifier(settings: Settings) -> CrossEncoderVerifier:
+    """The answer verifier Settings name (RAGTUNE_VERIFIER, else the packaged one); it loads at its
+    first use."""
+    return CrossEncoderVerifier(settings.verifier or DEFAULT_VERIFIER,
+                                device=resolve_device(settings.device))

@@ -21,10 +21,9 @@ from generation.answerability import AnswerabilityModel
 from generation.eval_runs import EvalStore
 from generation.generator import Generator, Messages, SamplingConfig
 from generation.grounding import Example
-from generation.loading import resolve_device
 from generation.rag import Answer, AskConfig, RagAnswerer
 from generation.serving import ServingModel
-from generation.verifier import DEFAULT_VERIFIER, CrossEncoderVerifier
+from generation.verifier import CrossEncoderVerifier
 from ingest.jobs import IngestWorker
 from retrieval.embedder import Embedder
 from retrieval.types import SearchFilter
@@ -33,7 +32,7 @@ from tuning.probe import ClassifierRegistry
 from tuning.runner import TuningRunner
 from tuning.service import TuningDesk
 
-from .answering import answering_config
+from .answering import answer_verifier, answering_config
 from .corpus import Corpus
 from .settings import Settings
 
@@ -111,8 +110,7 @@ class Services(Corpus):
         """The answer verifier (loaded at its first use): RAGTUNE_VERIFIER or the packaged one."""
         with self._lock:
             if self._verifier is None:
-                self._verifier = CrossEncoderVerifier(self.settings.verifier or DEFAULT_VERIFIER,
-                                                      device=resolve_device(self.settings.device))
+                self._verifier = answer_verifier(self.settings)
             return self._verifier
 
     def ask_stream(self, name: str, question: str, config: AskConfig,

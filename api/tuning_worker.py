@@ -22,7 +22,7 @@ from generation.adapters import BASE
 from tuning.jobs import PROBE, TuningJob
 from tuning.worker import Hooks, JobExecutor
 
-from .answering import answering_config
+from .answering import answer_verifier, answering_config
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -55,11 +55,7 @@ def make_hooks(settings: Settings, corpus: Corpus, adapters: AdapterRegistry) ->
             if settings.answerability else None
         active = adapters.active()
         config = answering_config(settings, None if active in (None, BASE) else active, classifier)
-        from generation.loading import resolve_device
-        from generation.verifier import DEFAULT_VERIFIER, CrossEncoderVerifier
-
-        verifier = CrossEncoderVerifier(settings.verifier or DEFAULT_VERIFIER,
-                                        device=resolve_device(settings.device))
+        verifier = answer_verifier(settings)
         answerer = RagAnswerer(lambda: gen, corpus.embedder.embed_batch, lambda: verifier)
         summary, _ = evaluate(load_questions(questions), lambda q: answerer.answer(
             q, corpus.search(collection, q, config.k), config))

@@ -211,12 +211,12 @@ def verified(question: str, shown: Sequence[Passage], answer: str,
     (`line_verified`, read with the cited passage's heading), and the best any shown line does
     (`best_verified`)."""
     pairs: list[str] = []
+    headings: dict[int, str] = {}
     for p in shown:
-        heading, lines = passage_lines(p.text)
-        pairs += [pair_text(heading, line) for line in lines]
+        headings[p.n], lines = passage_lines(p.text)
+        pairs += [pair_text(headings[p.n], line) for line in lines]
     cited = {int(n) for m in MARKER.findall(answer) for n in m.split(",")}
-    source = next((p for p in shown if p.n in cited), None)
-    heading = passage_lines(source.text)[0] if source is not None else ""
+    heading = next((headings[p.n] for p in shown if p.n in cited), "")
     said = MARKER.sub("", answer).strip().strip("…").strip()
     scores = verifier.score(question, [pair_text(heading, said)] + pairs)
     return {"line_verified": scores[0], "best_verified": max(scores)}
