@@ -58,6 +58,17 @@ def test_a_killed_worker_leaves_the_job_interrupted_and_resumable(store: JobStor
     assert store.requeue(ended.id).state == "queued"
 
 
+def _queue_until_training(store: JobStore, runner: TuningRunner) -> TuningJob:
+    """Queue a job, wake `runner`'s background loop, and wait (30 s at most) until its worker
+    reports the training phase."""
+    job = store.create(JobSpec(name="j", dataset_id="0" * 16))
+    runner.wake()
+    deadline = time.time() + 30
+    while store.get(job.id).phase != "training" and time.time() < deadline:
+        time.sleep(0.05)
+    return job
+
+
 def test_stop_sends_sigterm_and_the_background_loop_runs_queued_jobs(store: JobStore,
                                                                      tmp_path: Path) -> None:
     code = ("import signal, time\n"
@@ -69,11 +80,7 @@ def test_stop_sends_sigterm_and_the_background_loop_runs_queued_jobs(store: JobS
                           poll_s=0.1)
     runner.start()
     try:
-        job = store.create(JobSpec(name="j", dataset_id="0" * 16))
-        runner.wake()
-        deadline = time.time() + 30
-        while store.get(job.id).phase != "training" and time.time() < deadline:
-            time.sleep(0.1)
+        job = _queue_until_training(store, runner)
         assert store.get(job.id).state == "running"
         assert store.runner_alive()
     finally:
@@ -139,11 +146,7 @@ def test_the_background_runner_keeps_its_heartbeat_during_a_long_job(
                           poll_s=0.2)
     runner.start()
     try:
-        job = store.create(JobSpec(name="j", dataset_id="0" * 16))
-        runner.wake()
-        deadline = time.time() + 30
-        while store.get(job.id).phase != "training" and time.time() < deadline:
-            time.sleep(0.05)
+        job = _queue_until_training(store, runner)
         time.sleep(1.5)  # past the (shortened) staleness: only a heartbeat during the job counts
         assert store.get(job.id).state == "running" and store.runner_alive()
     finally:
