@@ -111,12 +111,30 @@ def iter_documents(
     its file name as source and yields a FileFailure if unsupported or missing. Zip members read
     "a.zip/inner/x.md". A PDF (not one inside an archive) reports each page read to `on_page`.
     """
+    for item in iter_files(paths):
+        if isinstance(item, FileFailure):
+            yield item
+        else:
+            yield from _iter_file(*item, archive_limits, on_page=on_page)
+
+
+def iter_files(paths: Iterable[Path]) -> Iterator[tuple[Path, str] | FileFailure]:
+    """The files `iter_documents` reads, as (path, source), in its order, or a FileFailure for a
+    path that can only fail (missing, unsupported, an unreadable folder): for a reader elsewhere,
+    such as a cluster worker given the bytes."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            yield from _iter_folder(path, archive_limits, on_page)
+            files, errors = _walk(path)
+            for error in errors:
+                where = Path(error.filename or path).relative_to(path).as_posix()
+                yield FileFailure(where, f"cannot read folder ({error.strerror or error})")
+            yield from files
         elif path.is_file():
-            yield from _iter_file(path, path.name, archive_limits, explicit=True, on_page=on_page)
+            if _is_supported(path.name):
+                yield path, path.name
+            else:
+                yield FileFailure(path.name, str(UnsupportedFileType(path.name, SUPPORTED_EXTENSIONS)))
         elif path.exists():
             yield FileFailure(path.name, f"{path}: not a regular file")
         else:
@@ -139,16 +157,6 @@ def count_files(paths: Iterable[Path]) -> int:
 # --- files and folders -------------------------------------------------------------------------
 
 
-def _iter_folder(root: Path, limits: ArchiveLimits,
-                 on_page: PageCallback | None) -> Iterator[LoadedDocument | FileFailure]:
-    files, errors = _walk(root)
-    for error in errors:
-        where = Path(error.filename or root).relative_to(root).as_posix()
-        yield FileFailure(where, f"cannot read folder ({error.strerror or error})")
-    for path, source in files:
-        yield from _iter_file(path, source, limits, explicit=False, on_page=on_page)
-
-
 def _walk(root: Path) -> tuple[list[tuple[Path, str]], list[OSError]]:
     found: list[tuple[Path, str]] = []
     errors: list[OSError] = []
@@ -163,13 +171,9 @@ def _walk(root: Path) -> tuple[list[tuple[Path, str]], list[OSError]]:
 
 
 def _iter_file(
-    path: Path, source: str, limits: ArchiveLimits, *, explicit: bool,
-    on_page: PageCallback | None = None,
+    path: Path, source: str, limits: ArchiveLimits, *, on_page: PageCallback | None = None,
 ) -> Iterator[LoadedDocument | FileFailure]:
-    if not _is_supported(source):
-        if explicit:
-            yield FileFailure(source, str(UnsupportedFileType(source, SUPPORTED_EXTENSIONS)))
-        return
+    """A supported file's documents (`iter_files` has refused the others)."""
     if _extension(source) == ".zip":
         # Opened lazily from disk so that a large archive is never held in memory whole.
         yield from _iter_loaded(source, lambda: path.open("rb"), limits)
