@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from cluster.errors import ClusterError
 from generation.errors import GenerationError
 from ingest.errors import IngestError
 from retrieval.errors import CollectionNotFound, RetrievalError
@@ -78,11 +79,16 @@ def cmd_collections(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from . import cli_remote
 
-    client = connect(args, settings)
+    cluster = args.cluster or settings.cluster
+    if cluster:  # before anything is written: an unreachable cluster is an error, not a hang
+        from . import cluster as on_cluster
+
+        on_cluster.join(settings, cluster)
+    client = None if cluster else connect(args, settings)  # on a cluster this process is the writer
     if client is not None:
         summary, files = cli_remote.ingest(client, args)
     else:
-        summary, files = _ingest_here(args, settings)
+        summary, files = _ingest_here(args, settings, cluster)
     print(f"{args.collection}: {summary['added']} added, {summary['replaced']} replaced, "
           f"{summary['unchanged']} unchanged, {summary['failed']} failed; "
           f"{summary['chunks_added']} chunks in {summary['seconds']:.1f}s "
@@ -98,8 +104,8 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if failures else 0
 
 
-def _ingest_here(args: argparse.Namespace,
-                 settings: Settings) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def _ingest_here(args: argparse.Namespace, settings: Settings,
+                 cluster: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from tqdm import tqdm
 
     from ingest.loaders import count_files
@@ -127,7 +133,12 @@ def _ingest_here(args: argparse.Namespace,
             bar.set_postfix(chunks=chunks, chunks_s=f"{chunks / elapsed:.0f}",
                             errors=len(failures))
 
-        report = svc.ingest_paths(args.collection, paths, metadata, on_result)
+        if cluster:
+            from . import cluster as on_cluster
+
+            report = on_cluster.ingest(svc, args.collection, paths, metadata, on_result, cluster)
+        else:
+            report = svc.ingest_paths(args.collection, paths, metadata, on_result)
     svc.close()
     summary = report.summary()
     summary.pop("stage_seconds")  # the same keys as through a server
@@ -275,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--metadata", help="JSON object stored on every document")
     i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    i.add_argument("--cluster", metavar="ADDRESS", help="read, chunk and embed on the Ray cluster "
+                   "at HOST:PORT (or `local`), this process committing (default: RAGTUNE_CLUSTER)")
     add_server_options(i)
     i.set_defaults(func=cmd_ingest)
 
@@ -347,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
         return int(args.func(args, settings))
-    except (RetrievalError, IngestError, GenerationError, TuningError, ValueError) as exc:
+    except (RetrievalError, IngestError, GenerationError, TuningError, ClusterError,
+            ValueError) as exc:
         print(f"ragtune: error: {_message(exc)}", file=sys.stderr)
         return 2
     except RagtuneError as exc:

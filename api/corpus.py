@@ -28,6 +28,8 @@ class Corpus:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.catalog = Catalog(settings.data_dir, use_gpu=settings.faiss_gpu)
         self._embedder = embedder
+        self.given_embedder = embedder
+        """The embedder passed in (tests), if any: else one is loaded from Settings."""
         self._embedder_lock = threading.Lock()
 
     @property

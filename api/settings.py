@@ -89,6 +89,22 @@ class Settings(BaseSettings):
                                  "generator)")
     openai_api_key: SecretStr = Field(SecretStr(""), description="API key for openai_base_url")
     openai_model: str = Field("gpt-4o-mini", description="model name sent to openai_base_url")
+    cluster: str = Field("", description="Ray cluster to run on: the head's HOST:PORT (`ray start "
+                         "--head --port PORT`) or `local`; `ragtune ingest/serve --cluster` and tuning "
+                         "jobs use it; empty = this machine only, and Ray is never imported")
+    cluster_workers: int = Field(2, ge=1, le=1024, description="embedder actors of a cluster ingest")
+    cluster_cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each embedder actor holds "
+                                           "(its torch threads)")
+    cluster_gpus_per_worker: float = Field(0.0, ge=0, description="GPUs each embedder actor and serve "
+                                           "replica holds (1 = one per GPU)")
+    serve_replicas: int = Field(1, ge=1, le=1024, description="API replicas `ragtune serve --cluster` "
+                                "starts (search and ask; writes go to one writer)")
+    serve_max_replicas: int = Field(0, ge=0, le=1024, description="autoscaling ceiling for the "
+                                    "replicas (0 = a fixed RAGTUNE_SERVE_REPLICAS)")
+    serve_max_queued: int = Field(100, ge=1, description="requests queued per replica before the "
+                                  "cluster answers 503")
+    train_workers: int = Field(2, ge=1, le=1024, description="DDP workers of a tuning job on the "
+                               "cluster (Ray Train)")
     url: str = Field("auto", description="the server `ragtune search/ask/ingest/tune/eval` use: "
                      "`auto` = http://HOST:PORT when it answers, else in-process work; `local` = "
                      "always in-process; a URL = that server (an error when it does not answer)")
@@ -107,6 +123,9 @@ class Settings(BaseSettings):
         if self.url not in ("auto", "local") and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"RAGTUNE_URL={self.url} must be auto, local or an http:// or https:// "
                              "URL of a ragtune server")
+        if self.serve_max_replicas and self.serve_max_replicas < self.serve_replicas:
+            raise ValueError(f"RAGTUNE_SERVE_MAX_REPLICAS ({self.serve_max_replicas}) must be 0 or at "
+                             f"least RAGTUNE_SERVE_REPLICAS ({self.serve_replicas})")
         return self
 
     @property

@@ -1,0 +1,61 @@
+"""Wiring for the cluster flows: Settings and a Corpus turned into the cluster package's calls.
+
+Imported only when a command is given a cluster (`--cluster` or RAGTUNE_CLUSTER), and it imports
+Ray only through `cluster`, inside the calls: `ragtune` without a cluster never loads Ray.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ingest.pipeline import FileResult, IngestReport
+from retrieval.embedder import Embedder, SentenceTransformerEmbedder
+from retrieval.errors import EmbedderMismatch
+
+from .corpus import Corpus
+from .settings import Settings
+
+
+def embedder_factory(corpus: Corpus) -> Callable[[], Embedder]:
+    """A picklable recipe for the corpus's embedder, for each cluster worker to make its own: the
+    one Settings name, or a copy of the one the corpus was given (tests)."""
+    given = corpus.given_embedder
+    if given is not None:
+        return functools.partial(_same, given)
+    s = corpus.settings
+    return functools.partial(SentenceTransformerEmbedder, s.embedder, device=s.torch_device,
+                             batch_size=s.embed_batch_size)
+
+
+def _same(embedder: Embedder) -> Embedder:
+    return embedder
+
+
+def join(settings: Settings, address: str) -> None:
+    """Join the cluster at `address` (ClusterUnreachable when none answers there)."""
+    from cluster.connect import connect
+
+    connect(address, num_cpus=max(settings.cluster_workers, 2))
+
+
+def ingest(corpus: Corpus, name: str, paths: list[Path], metadata: dict[str, Any] | None,
+           on_result: Callable[[FileResult], None] | None, address: str) -> IngestReport:
+    """`Corpus.ingest_paths` with the work done on the cluster at `address`; this process commits."""
+    from cluster.ingest import ClusterIngestConfig, ingest_on_cluster
+
+    s = corpus.settings
+    collection = corpus.catalog.get(name)
+    wanted = corpus.given_embedder.name if corpus.given_embedder is not None else s.embedder
+    if collection.config.embedder != wanted:
+        raise EmbedderMismatch(
+            f"collection {name!r} was built with embedder {collection.config.embedder!r} but "
+            f"ragtune is running {wanted!r}; set RAGTUNE_EMBEDDER back or ingest into a new collection")
+    join(s, address)
+    config = ClusterIngestConfig(workers=s.cluster_workers, cpus_per_worker=s.cluster_cpus_per_worker,
+                                 gpus_per_worker=s.cluster_gpus_per_worker)
+    return ingest_on_cluster(collection, embedder_factory(corpus), paths, metadata, config=config,
+                             archive_limits=corpus.archive_limits, file_limits=corpus.file_limits,
+                             on_result=on_result)

@@ -1,0 +1,63 @@
+"""Joining a Ray cluster: the address check that turns a wrong address into an error, not a hang.
+
+An address is `HOST:PORT` of a cluster's head (what `ray start --head --port PORT` printed) or
+`local`, a private one-machine Ray started by this process (tests, trying things out). Before
+`ray.init` is asked to join, the head's port must accept a TCP connection within `timeout_s`:
+`ray.init` itself waits a long time for a head that is not there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+from typing import Any
+
+from .errors import ClusterUnreachable, RayMissing
+
+LOCAL = "local"
+CONNECT_TIMEOUT_S = 5.0
+
+
+def is_ray_available() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """(host, port) of `address` HOST:PORT; ValueError saying the form otherwise."""
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"cluster address {address!r} must be HOST:PORT (the head's "
+                         f"`ray start --head --port PORT`) or {LOCAL!r}")
+    return host.strip("[]"), int(port)
+
+
+def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise ClusterUnreachable unless the head at `address` accepts a connection in `timeout_s`."""
+    host, port = split_address(address)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except TimeoutError:
+        raise ClusterUnreachable(address, f"no answer within {timeout_s:g} s") from None
+    except OSError as exc:
+        raise ClusterUnreachable(address, exc.strerror or str(exc)) from None
+
+
+def connect(address: str, *, num_cpus: int | None = None, timeout_s: float = CONNECT_TIMEOUT_S,
+            runtime_env: dict[str, Any] | None = None) -> None:
+    """Join the cluster at `address` (or start a private one for `local`, with `num_cpus`), once
+    per process; a second call with Ray already joined does nothing."""
+    if not is_ray_available():
+        raise RayMissing()
+    if address != LOCAL:
+        check_reachable(address, timeout_s)
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address == LOCAL:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env,
+                 log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
+                 configure_logging=False)

@@ -1,0 +1,31 @@
+"""One local Ray cluster on loopback for the whole test session (it takes seconds to start)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CPUS = 4  # logical: two embedder actors, serve replicas and DDP workers share the 2 real cores
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """Ray started on 127.0.0.1 by this process, with `CPUS` logical CPUs; shut down at the end."""
+    ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
+    from cluster.connect import LOCAL, connect
+
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # workers import the tests' own modules (fake embedders) from the checkout
+    connect(LOCAL, num_cpus=CPUS, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    yield
+    ray.shutdown()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.cluster)

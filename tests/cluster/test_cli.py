@@ -1,0 +1,68 @@
+"""The command line and the cluster: Ray stays unloaded without one, and a cluster that does not
+answer is a clear error at once."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from api import cli
+from api.corpus import Corpus
+from tests.cluster.conftest import ROOT
+from tests.cluster.fixtures import make_corpus
+from tests.fakes import FakeEmbedder
+
+WITHOUT_CLUSTER = """
+import json, sys
+from api import cli
+from api.corpus import Corpus
+from tests.fakes import FakeEmbedder
+cli.open_corpus = lambda s: Corpus(s, embedder=FakeEmbedder())
+codes = [cli.main(["ingest", sys.argv[1], "-c", "kb", "--create", "-q"]), cli.main(["collections"])]
+try:
+    cli.main(["--help"])
+except SystemExit as exc:
+    codes.append(exc.code)
+print(json.dumps({"codes": codes, "ray": sorted(m for m in sys.modules if m.split(".")[0] == "ray")}))
+"""
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ragtune_without_a_cluster_never_imports_ray(tmp_path: Path) -> None:
+    docs = make_corpus(tmp_path / "docs", files=2)
+    done = subprocess.run([sys.executable, "-c", WITHOUT_CLUSTER, str(docs)], cwd=ROOT, text=True,
+                          capture_output=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "RAGTUNE_DATA_DIR": str(tmp_path / "data"),
+                               "RAGTUNE_URL": "local", "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["codes"] == [1, 0, 0], "broken.pdf fails; the rest works"
+    assert out["ray"] == []
+
+
+def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(cli, "open_corpus", lambda s: Corpus(s, embedder=FakeEmbedder()))
+    docs = make_corpus(tmp_path / "docs", files=1)
+    address = f"127.0.0.1:{_closed_port()}"
+    started = time.monotonic()
+    assert cli.main(["ingest", str(docs), "-c", "kb", "--create", "--cluster", address]) == 2
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert f"no Ray cluster answers at {address}" in err and "ray start --head" in err
+    assert not (tmp_path / "data" / "collections" / "kb").exists(), "nothing was written"
+
+    assert cli.main(["ingest", str(docs), "-c", "kb", "--cluster", "nowhere"]) == 2
+    assert "must be HOST:PORT" in capsys.readouterr().err
