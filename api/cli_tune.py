@@ -150,6 +150,7 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     job = desk.submit(spec, svc.classifier_names())
     print(f"queued tuning job {job.id} ({spec.method}, {dataset.records} records, dataset "
           f"{dataset.id})", file=sys.stderr)
+    _print_plan(job.spec.plan)
     return _follow(svc, job, args.detach)
 
 
@@ -176,6 +177,7 @@ def _start_served(client: RagtuneClient, args: argparse.Namespace) -> int:
     job = client.start_tuning_job({k: v for k, v in body.items() if v is not None}, files)
     print(f"queued tuning job {job.job_id} ({job.spec.method}, dataset {job.spec.dataset_id}) on "
           f"{client.base_url}", file=sys.stderr)
+    _print_plan(job.plan)
     return _follow_served(client, job, args.detach)
 
 
@@ -255,6 +257,18 @@ def _progress(get: Callable[[str], Any], job_id: str) -> Any:
             time.sleep(POLL_S)
 
 
+def _print_plan(plan: dict[str, Any] | None) -> None:
+    """The run's plan and its warnings, before it starts (tuning.sizing)."""
+    if not plan:
+        return
+    from tuning.sizing import RunPlan
+
+    run = RunPlan(**plan)
+    print(run.line(), file=sys.stderr)
+    for warning in run.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def _print_outcome(job: TuningJob | TuningJobOut) -> None:
     result = job.result or {}
     print(f"job {job.job_id if isinstance(job, TuningJobOut) else job.id}: {job.state}")
@@ -264,10 +278,13 @@ def _print_outcome(job: TuningJob | TuningJobOut) -> None:
     if train:
         print(f"  steps {train.get('steps')}, train loss {train.get('train_loss')}, eval loss "
               f"{train.get('eval_loss')}, {train.get('tokens_per_s', 0):.1f} train tokens/s, "
-              f"{train.get('seconds', 0):.0f} s")
+              f"{train.get('seconds', 0) / 60:.1f} min of training")
     gate = result.get("gate")
     if gate:
-        print(f"  gate: {gate.get('reason')}")
+        minutes = f" ({gate['seconds'] / 60:.1f} min)" if gate.get("seconds") is not None else ""
+        print(f"  gate{minutes}: {gate.get('reason')}")
+    if result.get("verdict"):
+        print(f"  {result['verdict']}")
     if result.get("adapter"):
         promoted = " (promoted: now active)" if result.get("promote") else ""
         print(f"  adapter: {result['adapter']}{promoted}")
@@ -305,6 +322,8 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     eta = f", ETA {job.eta_s:.0f} s" if job.eta_s and job.state not in FINISHED else ""
     print(f"{job.job_id} {job.name} ({job.spec.method}): {job.state}"
           f"{' - ' + job.phase if job.phase else ''}, step {job.step}/{job.total_steps}{eta}")
+    if job.state not in FINISHED:
+        _print_plan(job.plan)
     _print_outcome(job)
     return 0
 

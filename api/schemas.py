@@ -254,7 +254,10 @@ class TuningJobOut(BaseModel):
     epoch: float | None
     error: str | None
     result: dict[str, Any] | None = Field(..., description="metrics, the gate's report, where the "
-                                          "adapter went")
+                                          "adapter went, and `verdict`: whether the behaviour took")
+    plan: dict[str, Any] | None = Field(None, description="the run planned at submit: steps, batch, "
+                                        "lr, tokens, estimated minutes, and warnings when it is "
+                                        "unlikely to learn")
     pid: int | None
     attempts: int
     cancel_requested: bool

@@ -144,6 +144,11 @@ class RunLog:
         with (self.dir / LOG_FILE).open("a") as f:
             f.write(" ".join(fields) + "\n")
 
+    def note(self, text: str) -> None:
+        """A line of its own in training.log (readers of progress lines skip it: no `step=`)."""
+        with (self.dir / LOG_FILE).open("a") as f:
+            f.write(text.replace("step=", "step ") + "\n")
+
     def finish(self, result: TrainResult, config: TrainConfig) -> None:
         payload = {**result.to_dict(), "config": config.to_dict()}
         (self.dir / METRICS_FILE).write_text(json.dumps(payload, indent=2) + "\n")

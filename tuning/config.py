@@ -12,6 +12,7 @@ from typing import Any
 
 from .datasets import FORMATS
 from .errors import InvalidConfig
+from .sizing import parse_duration
 from .tokenization import TRAIN_ON
 
 METHODS = ("lora", "qlora", "full", "prefix", "prompt")
@@ -43,6 +44,8 @@ class TrainConfig:
     grad_accum: int = _help("micro-batches per optimiser step", 4)
     epochs: int = _help("passes over the training data (ignored when max_steps is set)", 1)
     max_steps: int | None = _help("optimiser steps to run; overrides epochs when set")
+    time_budget: str | None = _help("fit the run in this time (600s, 10m, 1h): steps beyond what the "
+                                    "measured speed affords are dropped; jobs plan with 10m by default")
     model_max_length: int = _help("longest example in tokens; longer ones are cut", 512)
     block_size: int | None = _help("truncation length when set (no packing), else model_max_length")
     lora_r: int = _help("LoRA rank", 16)
@@ -112,6 +115,8 @@ class TrainConfig:
         for name in ("early_stopping_patience", "eval_steps", "save_steps", "num_threads"):
             if getattr(self, name) < 0:
                 raise InvalidConfig(f"--{_flag(name)} must be >= 0 (got {getattr(self, name)!r})")
+        if self.time_budget is not None:
+            parse_duration(self.time_budget)  # InvalidConfig names the option
         if self.max_steps is not None and self.max_steps < 1:
             raise InvalidConfig(f"--max-steps must be >= 1, or unset to train for --epochs "
                                 f"({self.max_steps!r})")

@@ -105,6 +105,7 @@ class JobSpec:
     train: dict[str, Any] = field(default_factory=dict)
     gate: GateSpec = field(default_factory=GateSpec)
     label_column: str = "label"
+    plan: dict[str, Any] | None = None  # tuning.sizing.RunPlan, made when the job was submitted
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from .base import (
 from .batching import collate, eval_batches, plan_batches, supervised_targets
 from .config import TrainConfig
 from .modeling import build_model, load_tokenizer, resolve_device, trainable_parameters
+from .sizing import parse_duration
 from .tokenization import IGNORE, TokenizedExample
 
 FAST_LOSS_METHODS = ("lora", "qlora", "full")
@@ -79,11 +81,13 @@ class NativeTrainer:
         return _Loop(config, model, tokenizer, data, device).run(on_progress, should_stop)
 
 
-def _schedule(warmup: int, total: int) -> Any:
+def _schedule(warmup: int, total: Callable[[], int]) -> Any:
+    """Linear warmup then linear decay to zero at `total()` steps (read at each step: a run fitted
+    to its time budget ends sooner, and still decays to zero)."""
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
-        return max(0.0, (total - step) / max(1, total - warmup))
+        return max(0.0, (total() - step) / max(1, total() - warmup))
 
     return factor
 
@@ -105,7 +109,9 @@ class _Loop:
         params = [p for _, p in trainable_parameters(model)]
         self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         warmup = int(self.total * config.warmup_ratio)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _schedule(warmup, self.total))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           _schedule(warmup, lambda: self.total))
+        self.budget_s = parse_duration(config.time_budget) if config.time_budget else None
         self.fast = can_use_fast_loss(model, config)
         self.last_lr = config.lr
         self.ckpt_root = Path(config.output_dir) / CHECKPOINTS_DIR
@@ -190,6 +196,7 @@ class _Loop:
             if should_stop is not None and should_stop() or not self._timed_step(should_stop):
                 cancelled = True
                 break
+            self._fit_budget()
             if self._eval_due():
                 self.state.last_eval, eval_step = self.evaluate(), self.state.step
                 stopped_early = self._no_longer_improving()
@@ -219,6 +226,21 @@ class _Loop:
         self.state.train_tokens += tokens
         self.state.seconds += time.perf_counter() - started
         return True
+
+    def _fit_budget(self) -> None:
+        """With a time budget and planned steps, drop the steps the measured speed cannot afford
+        (only ever fewer: a fast machine does not train longer than planned)."""
+        st = self.state
+        if self.budget_s is None or self.config.max_steps is None or st.step < 2 or not st.seconds:
+            return
+        per_step = st.seconds / st.step
+        if per_step * self.total <= self.budget_s * 1.05:
+            return
+        fitted = max(st.step + 1, int(self.budget_s / per_step))
+        if fitted < self.total:
+            self.log.note(f"budget: {self.total} -> {fitted} steps to fit {self.budget_s / 60:g} min "
+                          f"at {st.train_tokens / st.seconds:.0f} tokens/s")
+            self.total = fitted
 
     def _eval_due(self) -> bool:
         if not self.data.val:

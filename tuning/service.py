@@ -3,6 +3,9 @@ questions about jobs. Shared by the HTTP API and the CLI; the runner and workers
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import statistics
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +14,13 @@ from generation.adapter_registry import AdapterRegistry, check_name
 
 from .config import METHODS, TrainConfig
 from .dataset_store import DatasetStore
-from .datasets import load_samples
+from .datasets import load_samples, split
 from .errors import DatasetError, InvalidConfig, TuningError
 from .jobs import PROBE, GateSpec, JobRequest, JobSpec, JobStore, TuningJob
 from .runner import WORKER_LOG
+from .sizing import RunPlan, plan_run
+
+UNSERVED = ("prefix", "prompt")
 
 JOB_METHODS = (*METHODS, PROBE)
 RESERVED = ("model", "data_path", "valid_path", "output_dir", "name", "method", "resume")
@@ -62,8 +68,9 @@ class TuningDesk:
             raise ValueError("name the base model to train on: this desk knows no serving model")
         return self._serving_model()
 
-    def check(self, spec: JobSpec, classifier_names: set[str] | None = None) -> None:
-        """Everything that can be known wrong before training, raised as ValueError/DatasetError."""
+    def check(self, spec: JobSpec, classifier_names: set[str] | None = None) -> RunPlan | None:
+        """Everything that can be known wrong before training, raised as ValueError/DatasetError;
+        the run's plan when the data could be measured (tuning.sizing)."""
         check_name(spec.name)
         if spec.method not in JOB_METHODS:
             raise InvalidConfig(f"method {spec.method!r} must be one of {', '.join(JOB_METHODS)}")
@@ -72,12 +79,14 @@ class TuningDesk:
         bad = sorted(set(spec.train) & set(RESERVED))
         if bad:
             raise InvalidConfig(f"config may not set {', '.join(bad)}: they are given by the job itself")
+        lengths = None
         if spec.method == PROBE:
             self._check_probe(spec, classifier_names or set())
         else:
-            self._check_training(spec)
+            lengths = self._check_training(spec)
         if spec.gate.eval_questions:
             self._dataset(spec.gate.eval_questions, "questions", "eval_questions")
+        return self._plan(spec, lengths)
 
     def _dataset(self, ds_id: str, kind: str, role: str) -> Path:
         record = self.datasets.get(ds_id)
@@ -86,7 +95,14 @@ class TuningDesk:
                                 f"{kind} dataset")
         return self.datasets.path(ds_id)
 
-    def _check_training(self, spec: JobSpec) -> None:
+    def _check_training(self, spec: JobSpec) -> list[int] | None:
+        """Check the data and options; the token lengths of the training split (None when the
+        model is not a local directory whose tokenizer can count them)."""
+        if spec.method in UNSERVED:
+            raise InvalidConfig(
+                f"method {spec.method!r} is refused: {spec.method} tuning trains virtual tokens that "
+                "the serving generator cannot load beside its LoRA adapters, so the result could be "
+                "neither gated nor served; use lora (or qlora)")
         if spec.name in {r.name for r in self.adapters.list()}:
             raise TuningError(f"adapter {spec.name!r} already exists; pick another name "
                               "(or delete the adapter first)")
@@ -102,12 +118,15 @@ class TuningDesk:
             raise InvalidConfig(f"unknown training option ({exc}); known options: {known}") from None
         samples = [load_samples(p, config.format, config.text_column)  # the chosen format and
                    for p in (path, valid) if p is not None]              # column, not just 'auto'
+        train = samples[0] if valid else split(samples[0], config.val_fraction, config.seed)[0]
         if Path(spec.model).is_dir():
-            self._check_fits(spec.model, samples[0], config)
+            return self._check_fits(spec.model, samples[0], train, config)
+        return None
 
     @staticmethod
-    def _check_fits(model: str, samples: list[Any], config: TrainConfig) -> None:
-        """Refuse data of which no example keeps an answer token within the length limit."""
+    def _check_fits(model: str, samples: list[Any], train: list[Any], config: TrainConfig) -> list[int]:
+        """Refuse data of which no example keeps an answer token within the length limit; the
+        token lengths of the training split."""
         from transformers import AutoTokenizer
 
         from .tokenization import tokenize_samples
@@ -118,6 +137,24 @@ class TuningDesk:
             raise DatasetError(f"no training example keeps an answer token within {config.max_length} "
                                "tokens once the chat template is applied; raise --model-max-length "
                                "or shorten the prompts")
+        lines = {s.line for s in train}
+        return [len(e.input_ids) for e in kept if e.line in lines]
+
+    def _plan(self, spec: JobSpec, lengths: list[int] | None) -> RunPlan | None:
+        """The run's plan from the training split's token lengths and this machine's speed."""
+        if not lengths:
+            return None
+        rate, source = self.measured_rate(spec.model)
+        return plan_run(lengths, spec.train, spec.method, model_parameters(spec.model), rate, source)
+
+    def measured_rate(self, model: str, last: int = 3) -> tuple[float | None, str]:
+        """Median train tokens/s of the last jobs that trained `model` here, and where it came from."""
+        rates = [float(j.result["train"]["tokens_per_s"]) for j in self.store.list(limit=200)
+                 if j.state == "succeeded" and j.spec.model == model and j.result
+                 and (j.result.get("train") or {}).get("tokens_per_s")][:last]
+        if not rates:
+            return None, ""
+        return statistics.median(rates), f"(measured: last {len(rates)} job{'s' * (len(rates) > 1)})"
 
     def _check_probe(self, spec: JobSpec, classifier_names: set[str]) -> None:
         if spec.name in classifier_names:
@@ -135,7 +172,10 @@ class TuningDesk:
             raise InvalidConfig("a linear probe has no generation gate: drop checks and eval_collection")
 
     def submit(self, spec: JobSpec, classifier_names: set[str] | None = None) -> TuningJob:
-        self.check(spec, classifier_names)
+        """Check the job, plan its run, and queue it with the plan in its record."""
+        plan = self.check(spec, classifier_names)
+        if plan is not None:
+            spec = dataclasses.replace(spec, plan=plan.to_dict())
         return self.store.create(spec)
 
     def add_dataset(self, src: Path, filename: str | None = None, kind: str = "train",
@@ -174,6 +214,17 @@ def default_method(device: str = "auto", train: dict[str, Any] | None = None) ->
         return "qlora" if torch.cuda.is_available() else "lora"
     except ImportError:  # pragma: no cover - torch is a dependency
         return "lora"
+
+
+def model_parameters(model: str) -> int | None:
+    """About how many weights the model in directory `model` has (from its config.json), or None."""
+    try:
+        cfg = json.loads((Path(model) / "config.json").read_text())
+        hidden, layers = int(cfg["hidden_size"]), int(cfg["num_hidden_layers"])
+        inner = int(cfg.get("intermediate_size", 4 * hidden))
+        return layers * (4 * hidden * hidden + 3 * hidden * inner) + int(cfg["vocab_size"]) * hidden
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def gate_spec(checks: dict[str, Any] | None, **kw: Any) -> GateSpec:

@@ -28,6 +28,7 @@ from .dataset_store import DatasetStore
 from .datasets import load_samples, split
 from .errors import TuningError
 from .jobs import PROBE, JobStore, TuningJob
+from .sizing import RunPlan, verdict
 
 DEFAULT_SAVE_STEPS = 5
 GATE_FILE = "gate.json"
@@ -99,7 +100,8 @@ class JobExecutor:
 
     def config(self, job: TuningJob) -> TrainConfig:
         spec = job.spec
-        train = {"save_steps": DEFAULT_SAVE_STEPS, **spec.train}
+        planned = RunPlan(**spec.plan).overrides() if spec.plan else {}
+        train = {"save_steps": DEFAULT_SAVE_STEPS, **planned, **spec.train}
         valid = str(self.datasets.path(spec.valid_dataset_id)) if spec.valid_dataset_id else None
         return TrainConfig(model=spec.model, data_path=str(self.datasets.path(spec.dataset_id)),
                            valid_path=valid, output_dir=str(self.run_dir(job)), name=spec.name,
@@ -122,6 +124,9 @@ class JobExecutor:
         from .trainer import make_trainer
 
         config = self.config(job)
+        if job.spec.plan:
+            plan = RunPlan(**job.spec.plan)
+            _say(plan.line(), *(f"warning: {w}" for w in plan.warnings))
         self.store.update(job.id, phase="loading")
         try:
             result = make_trainer(config.trainer).train(config, self._on_progress(job.id),
@@ -145,6 +150,8 @@ class JobExecutor:
         self.store.update(job.id, phase="registering")
         self._register(job, config, result.adapter_dir, {**result.to_dict(), "gate": gate})
         summary["adapter"] = job.spec.name
+        summary["verdict"] = verdict(summary["train"], gate)
+        _say(summary["verdict"])
         summary["promote"] = bool(job.spec.gate.promote_if_better and gate and gate.get("better"))
         self.store.finish(job.id, "succeeded", result=summary)
 
@@ -209,3 +216,7 @@ class JobExecutor:
             "classifier": job.spec.name, "metrics": metrics,
             "seconds": round(time.perf_counter() - start, 2)})
 
+
+def _say(*lines: str) -> None:
+    """Lines for the worker's log (its stdout), which the job's log stream shows."""
+    print("\n".join(lines), flush=True)

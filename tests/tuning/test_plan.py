@@ -1,14 +1,19 @@
-"""TuningDesk.plan: one place turns a job request (HTTP or CLI) into the JobSpec that is queued."""
+"""TuningDesk.plan: one place turns a job request (HTTP or CLI) into the JobSpec that is queued;
+submit plans the run from the data (tuning.sizing) and refuses what could not be served."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from generation.adapter_registry import AdapterRegistry
-from tuning.jobs import JobRequest
+from tuning.errors import InvalidConfig
+from tuning.jobs import JobRequest, JobSpec
 from tuning.service import TuningDesk
+from tuning.sizing import MIN_STEPS, RunPlan
+from tuning.worker import Hooks, JobExecutor
 
 
 class Calls:
@@ -69,3 +74,39 @@ def test_a_request_without_data_or_with_a_wrong_gate_is_refused(
         planner.plan(JobRequest(name="a", dataset_id=None))
     with pytest.raises(ValueError, match="unknown check"):
         planner.plan(JobRequest(name="a", dataset_id="d", checks={"colour": "red"}))
+
+
+def _stored(desk: TuningDesk, tmp_path: Path, n: int) -> str:
+    rows = [{"instruction": f"Say {i}.", "output": f"{i}.\n\n-- done"} for i in range(n)]
+    path = tmp_path / "behaviour.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(desk.add_dataset(path).id)
+
+
+def test_submit_plans_the_run_and_the_worker_trains_the_plan(base_model: Path, tmp_path: Path) -> None:
+    desk = TuningDesk(tmp_path / "tuning", AdapterRegistry(tmp_path / "adapters"), "cpu")
+    ds = _stored(desk, tmp_path, 40)
+    job = desk.submit(JobSpec(name="marker", dataset_id=ds, model=str(base_model)))
+    plan = RunPlan(**job.spec.plan)
+    assert (plan.examples, plan.steps, plan.lr) == (36, MIN_STEPS, 1e-3)  # 10 % held out
+    assert plan.budget_minutes == 10 and "(assumed" in plan.rate_source
+    config = JobExecutor(desk.store, desk.datasets, desk.adapters, desk.runs_root,
+                         Hooks(load_model=lambda _: None)).config(desk.store.get(job.id))
+    assert (config.max_steps, config.lr, config.batch_size * config.grad_accum,
+            config.time_budget) == (MIN_STEPS, 1e-3, 4, "600s")
+
+    desk.store.finish(job.id, "succeeded", result={"train": {"tokens_per_s": 123.0}})
+    given = desk.submit(JobSpec(name="given", dataset_id=ds, model=str(base_model),
+                                train={"lr": 3e-4, "max_steps": 5}))
+    plan = RunPlan(**given.spec.plan)
+    assert (plan.steps, plan.lr, plan.tokens_per_s) == (5, 3e-4, 123.0)
+    assert "measured" in plan.rate_source and "unlikely to learn" in plan.warnings[0]
+
+
+@pytest.mark.parametrize("method", ["prefix", "prompt"])
+def test_prefix_and_prompt_tuning_are_refused_at_submit(method: str, tmp_path: Path) -> None:
+    desk = TuningDesk(tmp_path / "tuning", AdapterRegistry(tmp_path / "adapters"), "cpu")
+    with pytest.raises(InvalidConfig, match=f"method '{method}' is refused: .* cannot load"):
+        desk.submit(JobSpec(name="p", dataset_id=_stored(desk, tmp_path, 4), model="m",
+                            method=method))
+    assert desk.store.list() == []

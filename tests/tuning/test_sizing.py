@@ -1,0 +1,88 @@
+"""tuning.sizing: runs planned from the data, the budget and the measured speed; the one-line verdict."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from tuning.errors import InvalidConfig
+from tuning.native import _Loop
+from tuning.sizing import MIN_STEPS, RunPlan, parse_duration, plan_run, verdict
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("600", 600), ("90s", 90), ("10m", 600),
+                                                ("1.5h", 5400), (" 2 min ", 120)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "ten minutes", "-5m", "0", "5d"])
+def test_bad_durations_name_the_option(text: str) -> None:
+    with pytest.raises(InvalidConfig, match="time_budget"):
+        parse_duration(text)
+
+
+def test_small_data_gets_enough_steps_within_the_budget() -> None:
+    plan = plan_run([150] * 120, {}, "lora", params=135_000_000, tokens_per_s=100.0)
+    assert (plan.batch_size * plan.grad_accum, plan.lr) == (4, 1e-3)
+    assert plan.steps == 90  # three epochs of 120 at 4 an optimiser step
+    assert plan.tokens == 90 * 4 * 150 and plan.minutes == pytest.approx(9.0)
+    assert plan.minutes <= plan.budget_minutes and not plan.warnings
+    assert plan.overrides() == {"batch_size": 4, "grad_accum": 1, "lr": 1e-3, "max_steps": 90,
+                                "time_budget": "600s"}
+
+
+def test_the_budget_caps_the_steps_and_warns_when_too_few_remain() -> None:
+    plan = plan_run([600] * 300, {"time_budget": "5m"}, "lora", tokens_per_s=100.0)
+    assert plan.steps == int(300 * 100 / (8 * 600)) < MIN_STEPS
+    assert any("unlikely to learn" in w and "5 min" in w for w in plan.warnings)
+    assert any("sees only" in w for w in plan.warnings)
+
+
+def test_given_options_are_kept_and_not_replanned() -> None:
+    plan = plan_run([100] * 120, {"epochs": 2, "lr": 3e-4, "batch_size": 8}, "lora",
+                    tokens_per_s=100.0)
+    assert (plan.batch_size, plan.grad_accum, plan.lr, plan.steps) == (8, 1, 3e-4, 30)
+    assert plan.overrides() == {"grad_accum": 1}  # epochs decide the steps: no max_steps forced
+    few = plan_run([100] * 120, {"max_steps": 7, "grad_accum": 4, "batch_size": 8}, "lora")
+    assert few.steps == 7 and any("unlikely to learn: only 7" in w for w in few.warnings)
+    assert "(assumed" in few.line() and "7 steps x 32 examples" in few.line()
+
+
+def test_a_larger_model_gets_a_smaller_lr() -> None:
+    assert plan_run([100] * 50, {}, "lora", params=7_000_000_000).lr == 2e-4
+
+
+def test_plan_round_trips_through_the_job_record() -> None:
+    plan = plan_run([100] * 50, {}, "lora", tokens_per_s=80.0, rate_source="(measured: last 2 jobs)")
+    assert RunPlan(**plan.to_dict()) == plan and "measured: last 2 jobs" in plan.line()
+
+
+def test_verdict_from_the_gate_or_the_loss() -> None:
+    gate = {"base": {"adherence": 0.0}, "tuned": {"adherence": 0.95}, "prompts_answered": 20}
+    assert verdict({}, gate) == "behaviour took: adherence 0.00 -> 0.95 on 20 held-out prompts"
+    gate["tuned"]["adherence"] = 0.5
+    assert verdict({}, gate).startswith("behaviour did not take")
+    assert "loss still 2.25" in verdict({"train_loss": 2.25}, None)
+    assert verdict({"train_loss": 2.0, "eval_loss": 0.3}, {}).startswith("behaviour probably took")
+
+
+def _loop(total: int, step: int, seconds: float, budget: float | None) -> Any:
+    notes: list[str] = []
+    return SimpleNamespace(total=total, budget_s=budget, config=SimpleNamespace(max_steps=total),
+                           state=SimpleNamespace(step=step, seconds=seconds, train_tokens=step * 1000),
+                           log=SimpleNamespace(note=notes.append), notes=notes)
+
+
+def test_a_slow_run_drops_the_steps_its_budget_cannot_afford() -> None:
+    slow = _loop(total=60, step=4, seconds=80.0, budget=600.0)  # 20 s a step: 30 fit in 600 s
+    _Loop._fit_budget(slow)
+    assert slow.total == 30 and "60 -> 30 steps" in slow.notes[0]
+    fast = _loop(total=60, step=4, seconds=20.0, budget=600.0)
+    _Loop._fit_budget(fast)
+    assert fast.total == 60 and not fast.notes
+    unbudgeted = _loop(total=60, step=4, seconds=80.0, budget=None)
+    _Loop._fit_budget(unbudgeted)
+    assert unbudgeted.total == 60
