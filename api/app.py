@@ -40,7 +40,10 @@ STATIC = Path(__file__).resolve().parent / "static"
 DOCS_ASSETS = "/docs-assets"
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, services: Services | None = None,
+               writer: bool = True) -> FastAPI:
+    """The API. `writer=False`: a read replica on a cluster (api/cluster.py), which neither
+    recovers nor runs ingest and tuning jobs: the one writer does."""
     policy = settings or (services.settings if services is not None else Settings())
     observed = Metrics()
 
@@ -48,10 +51,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         svc = services or Services(policy)
         app.state.services = svc
-        svc.recover()
+        if writer:
+            svc.recover()
         observed.watch(svc)  # before the workers resume jobs: their chunks count as this run's
-        svc.ingest_worker.start()
-        svc.start_tuning_runner()
+        if writer:
+            svc.ingest_worker.start()
+            svc.start_tuning_runner()
         try:
             yield
         finally:

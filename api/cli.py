@@ -51,6 +51,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
                          "key first (`ragtune keys create --name admin --scope admin`); every "
                          "request then needs one")
     configure_logs(settings.log_format)
+    if args.cluster or settings.cluster:
+        from . import cluster as on_cluster
+
+        on_cluster.serve_forever(settings, args.cluster or settings.cluster,
+                                 args.replicas or settings.serve_replicas)
+        return 0
     # uvicorn's logging setup and access log give way to ours: JSON lines with the request id
     # (api/logs.py), one access line per request (api/telemetry.py)
     # a client left following a stream (tuning logs, an answer) must not hold a shutdown for ever
@@ -265,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="serve the HTTP API and web page")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--cluster", metavar="ADDRESS", help="serve from replicas on the Ray cluster at "
+                   "HOST:PORT or `local` (default: RAGTUNE_CLUSTER)")
+    s.add_argument("--replicas", type=int, help="replicas answering search and ask on the cluster "
+                   "(default: RAGTUNE_SERVE_REPLICAS)")
     s.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("collections", help="list, create or delete collections")

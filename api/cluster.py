@@ -7,9 +7,11 @@ Ray only through `cluster`, inside the calls: `ragtune` without a cluster never 
 from __future__ import annotations
 
 import functools
+import re
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ingest.pipeline import FileResult, IngestReport
 from retrieval.embedder import Embedder, SentenceTransformerEmbedder
@@ -17,6 +19,15 @@ from retrieval.errors import EmbedderMismatch
 
 from .corpus import Corpus
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from .services import Services
+
+# POSTs that only read: answered by any replica; every other POST, PUT, PATCH or DELETE writes
+READ_POSTS = re.compile(r"^/v1/(?:collections/[^/]+/(?:search|ask)|chat/completions|embeddings"
+                        r"|classifiers/[^/]+/predict)/?$")
 
 
 def embedder_factory(corpus: Corpus) -> Callable[[], Embedder]:
@@ -59,3 +70,45 @@ def ingest(corpus: Corpus, name: str, paths: list[Path], metadata: dict[str, Any
     return ingest_on_cluster(collection, embedder_factory(corpus), paths, metadata, config=config,
                              archive_limits=corpus.archive_limits, file_limits=corpus.file_limits,
                              on_result=on_result)
+
+
+def is_write(method: str, path: str) -> bool:
+    """Whether a request changes something, and so goes to the one writer."""
+    return method not in ("GET", "HEAD", "OPTIONS") and READ_POSTS.match(path) is None
+
+
+def build_app(settings: Settings, writer: bool,
+              services: Callable[[Settings], Services] | None = None) -> FastAPI:
+    """The API of one replica (`services`: how to make its Services; tests give fakes)."""
+    from .app import create_app
+
+    return create_app(settings, services(settings) if services is not None else None, writer=writer)
+
+
+def serve(settings: Settings, address: str, replicas: int,
+          services: Callable[[Settings], Services] | None = None) -> None:
+    """Deploy the API on the cluster at `address`: `replicas` readers and one writer behind Ray
+    Serve's proxy on RAGTUNE_HOST:RAGTUNE_PORT, all on the same data directory."""
+    from cluster.serve import ServeConfig, deploy
+
+    join(settings, address)
+    config = ServeConfig(replicas=replicas, max_replicas=settings.serve_max_replicas,
+                         max_queued=settings.serve_max_queued,
+                         gpus_per_replica=settings.cluster_gpus_per_worker,
+                         host=settings.host, port=settings.port)
+    deploy(functools.partial(build_app, settings, False, services),
+           functools.partial(build_app, settings, True, services), is_write, config)
+
+
+def serve_forever(settings: Settings, address: str, replicas: int) -> None:
+    """`ragtune serve --cluster`: deploy, then hold the deployments until interrupted."""
+    from cluster.serve import shutdown
+
+    serve(settings, address, replicas)
+    print(f"ragtune: serving {replicas} replica(s) on http://{settings.host}:{settings.port} "
+          f"(Ray cluster {address}); Ctrl-C stops them", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    finally:
+        shutdown()

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from api.services import Services
+from api.settings import Settings
+from generation.grounding import REFUSAL
 from tests.fakes import FakeEmbedder
+from tests.generation.fakes import ScriptedGenerator
 
 TOPICS = ["leaks", "invoices", "holidays", "passwords", "printers", "parking", "badges", "meetings"]
 
@@ -47,3 +51,13 @@ class SlowEmbedder(FakeEmbedder):
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         time.sleep(self.seconds_per_batch)
         return super().embed_batch(texts)
+
+
+def _answer(messages: list[dict[str, str]]) -> str:
+    question = messages[-1]["content"].rsplit("Question:", 1)[-1]
+    return "Badges are renewed every year [1]." if "badge" in question.lower() else REFUSAL
+
+
+def fake_services(settings: Settings) -> Services:
+    """A replica's Services with the fake embedder and a scripted generator (no model loads)."""
+    return Services(settings, embedder=FakeEmbedder(), generator=ScriptedGenerator(_answer))
