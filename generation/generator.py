@@ -313,6 +313,35 @@ class HFGenerator:
         stops = sampling.stop + (FALLBACK_STOPS if self._fallback else ())
         return self._run(ids, min(sampling.max_new_tokens, room), sampling, stops, adapter)
 
+    def generate_batch(self, conversations: Sequence[Messages], sampling: SamplingConfig,
+                       adapter: str | None = None) -> list[str]:
+        """Greedy answers to several conversations in one left-padded `generate` call (what the
+        tuning gate uses: on CPU a batch of 8 decodes several times the tokens/s of one stream).
+        Stop strings cut each answer; no streaming, no stats, no constraint."""
+        import torch
+
+        peft_adapters.check_loaded(self._peft, adapter)
+        rows = [self._encode(m) for m in conversations]
+        if not rows:
+            return []
+        width = max(map(len, rows))
+        max_new = min(sampling.max_new_tokens, self.context_length - width)
+        if max_new < 1:
+            raise PromptTooLong(width, self.context_length)
+        eos = self.loaded.eos_token_ids
+        pad = self.loaded.tokenizer.pad_token_id
+        pad = eos[0] if pad is None else pad
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+        with self._lock, peft_adapters.selected(self.loaded.model, self._peft, adapter) as model, \
+                torch.no_grad():
+            out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                                 max_new_tokens=max_new, eos_token_id=eos, pad_token_id=pad,
+                                 do_sample=False, temperature=None, top_p=None, top_k=None)
+        stops = sampling.stop + (FALLBACK_STOPS if self._fallback else ())
+        texts = self.loaded.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        return ["".join(cut_at_stops(iter([t]), stops)) for t in texts]
+
     def _run(self, ids: list[int], max_new: int, sampling: SamplingConfig,
              stops: tuple[str, ...], adapter: str | None) -> Iterator[str]:
         # The selection is entered in the worker, while this stream holds the lock, so neither

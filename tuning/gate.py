@@ -1,15 +1,20 @@
-"""The gate after training: does the tuned model do what the job asked, better than the base does?
+"""The gate after training: does the tuned model do what the job asked, better than what serves now?
 
 Behaviour checks (a regex every answer must match, a maximum length, a required phrase) are run on
-the answers of the base and of the tuned model to the held-out prompts (the same validation split
-the trainer held out); adherence is the share of answers passing every check. When the job names an
-eval collection, both models also answer its golden questions through the real RAG path, and answer
-accuracy is compared. `better` is: adherence rose (or no checks were declared) and accuracy did not
-fall.
+the answers of the baseline (the adapter being served, else the base model) and of the tuned model
+to the held-out prompts (the validation split the trainer held out, in a seeded random order);
+adherence is the share of answers passing every check. The gate costs less than training: prompts
+are answered 8 at a time in one batched generate call, and it stops as soon as the comparison is
+settled (the prompts left could not change it, or a sign test on the prompts where the two differ
+is below 0.001; never on fewer than 16 prompts). When the job names an eval collection, both
+models also answer its golden questions through the real RAG path (skipped once adherence is
+known not to rise), and answer accuracy is compared. `better` is: adherence rose (or no checks were
+declared) and accuracy did not fall.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,6 +26,10 @@ from generation.generator import Generator, Messages, SamplingConfig, generate
 from .jobs import GateSpec
 
 SAMPLES_KEPT = 5
+GATE_BATCH = 8  # prompts answered in one generate call
+MIN_PROMPTS = 16  # the gate never decides on fewer held-out prompts (when it has them)
+MIN_DIFFERING_PROMPTS = 24  # ... nor calls "no change" before this many prompts answered alike
+SIGN_P = 1e-3
 
 
 @dataclass(frozen=True)
@@ -57,18 +66,46 @@ def adherence(answers: Sequence[str], checks: BehaviourChecks) -> dict[str, Any]
             "failures": by_check, "mean_chars": round(sum(map(len, answers)) / n, 1) if n else None}
 
 
-def prompts_of(samples: Sequence[Any], limit: int) -> list[Messages]:
-    """The conversation before the last assistant turn of each chat sample (text samples skipped)."""
-    out = []
-    for sample in samples:
+def prompts_of(samples: Sequence[Any], limit: int, seed: int = 0) -> list[Messages]:
+    """Up to `limit` held-out prompts, in a seeded random order (so a gate that stops early has
+    seen a fair sample): the conversation before the last assistant turn of each chat sample, each
+    distinct last user turn once (text samples skipped)."""
+    out, seen = [], set()
+    order = list(samples)
+    random.Random(seed).shuffle(order)
+    for sample in order:
         msgs = list(sample.messages)
         while msgs and msgs[-1]["role"] == "assistant":
             msgs.pop()
-        if msgs and msgs[-1]["role"] == "user":
+        if msgs and msgs[-1]["role"] == "user" and msgs[-1]["content"] not in seen:
+            seen.add(msgs[-1]["content"])
             out.append(msgs)
         if len(out) >= limit:
             break
     return out
+
+
+def settled(base: Sequence[bool], tuned: Sequence[bool], remaining: int) -> str | None:
+    """Whether the adherence comparison is already decided, and which way ("rose" / "did not
+    rise"): exactly, when the prompts left cannot change it; or by a sign test on the prompts where
+    the two models differ (p < 0.001), or when none differed among MIN_DIFFERING_PROMPTS."""
+    lead = sum(tuned) - sum(base)
+    if lead > remaining:
+        return "rose"
+    if -lead >= remaining:
+        return "did not rise"
+    wins = sum(t and not b for b, t in zip(base, tuned, strict=True))
+    losses = sum(b and not t for b, t in zip(base, tuned, strict=True))
+    if len(base) < MIN_PROMPTS:
+        return None
+    if wins + losses == 0:
+        return "did not rise" if len(base) >= MIN_DIFFERING_PROMPTS else None
+    tail = 0.5 ** (wins + losses)
+    if losses == 0 and tail < SIGN_P:
+        return "rose"
+    if wins <= losses and (wins + losses) >= 10:
+        return "did not rise"
+    return None
 
 
 class Pinned:
@@ -90,39 +127,67 @@ class Pinned:
                adapter: str | None = None) -> Iterator[str]:
         return self.gen.stream(messages, sampling, adapter=self.adapter)
 
+    def answer_batch(self, prompts: Sequence[Messages], sampling: SamplingConfig) -> list[str]:
+        """Answers to `prompts`: in one batched call where the generator has one."""
+        batch = getattr(self.gen, "generate_batch", None)
+        if batch is not None:
+            return [a.strip() for a in batch(prompts, sampling, adapter=self.adapter)]
+        return [generate(self, p, sampling).strip() for p in prompts]
+
 
 AskFn = Callable[[Generator], dict[str, Any]]
 
 
-def run_gate(tuned: Generator, base: Generator, prompts: Sequence[Messages], gate: GateSpec,
+def run_gate(tuned: Pinned, base: Pinned, prompts: Sequence[Messages], gate: GateSpec,
              eval_accuracy: AskFn | None = None,
              on_phase: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Answer the held-out prompts with both models, score them, and (optionally) evaluate both on
-    the eval collection; returns the report stored with the job and the adapter."""
+    """Answer the held-out prompts with both models, a batch at a time, until the adherence
+    comparison is settled; score them; and (optionally, and only while the verdict can still be
+    `better`) evaluate both on the eval collection. The report is stored with the job and the
+    adapter; `seconds` is the gate's whole cost, split into `behaviour_seconds` and `eval_seconds`."""
     start = time.perf_counter()
     checks = BehaviourChecks.of(gate)
-    sampling = SamplingConfig(max_new_tokens=gate.max_new_tokens, loop_ngram=8)
-    report: dict[str, Any] = {"prompts": len(prompts), "checks": {
+    report: dict[str, Any] = {"prompts": len(prompts), "baseline": base.adapter, "checks": {
         "regex": gate.regex, "max_chars": gate.max_chars, "required_phrase": gate.required_phrase}}
     if checks_declared := gate.has_checks and bool(prompts):
-        answers: dict[str, list[str]] = {}
-        for label, gen in (("base", base), ("tuned", tuned)):
-            if on_phase:
-                on_phase(f"gate: {label} answers")
-            answers[label] = [generate(gen, p, sampling).strip() for p in prompts]
-            report[label] = adherence(answers[label], checks)
-        report["samples"] = [{"prompt": p[-1]["content"][-300:], "base": b, "tuned": t}
-                             for p, b, t in zip(prompts, answers["base"], answers["tuned"],
-                                                strict=True)][:SAMPLES_KEPT]
-    if eval_accuracy is not None:
+        report.update(_behaviour(tuned, base, prompts, gate, checks, on_phase))
+    report["behaviour_seconds"] = round(time.perf_counter() - start, 1)
+    if eval_accuracy is not None and not (checks_declared and report.get("settled") == "did not rise"):
+        eval_start = time.perf_counter()
         report["eval"] = {}
         for label, gen in (("base", base), ("tuned", tuned)):
             if on_phase:
                 on_phase(f"gate: {label} eval")
             report["eval"][label] = eval_accuracy(gen)
+        report["eval_seconds"] = round(time.perf_counter() - eval_start, 1)
     report.update(decide(report, checks_declared))
     report["seconds"] = round(time.perf_counter() - start, 1)
     return report
+
+
+def _behaviour(tuned: Pinned, base: Pinned, prompts: Sequence[Messages], gate: GateSpec,
+               checks: BehaviourChecks, on_phase: Callable[[str], None] | None) -> dict[str, Any]:
+    sampling = SamplingConfig(max_new_tokens=gate.max_new_tokens, loop_ngram=8)
+    answers: dict[str, list[str]] = {"base": [], "tuned": []}
+    passed: dict[str, list[bool]] = {"base": [], "tuned": []}
+    verdict = None
+    for at in range(0, len(prompts), GATE_BATCH):
+        batch = prompts[at: at + GATE_BATCH]
+        for label, gen in (("base", base), ("tuned", tuned)):
+            if on_phase:
+                on_phase(f"gate: {label} answers {at + len(batch)}/{len(prompts)}")
+            got = gen.answer_batch(batch, sampling)
+            answers[label] += got
+            passed[label] += [not checks.failures(a) for a in got]
+        verdict = settled(passed["base"], passed["tuned"], len(prompts) - len(answers["base"]))
+        if verdict is not None:
+            break
+    n = len(answers["base"])
+    return {"prompts_answered": n, "settled": verdict or "all prompts answered",
+            "base": adherence(answers["base"], checks), "tuned": adherence(answers["tuned"], checks),
+            "samples": [{"prompt": p[-1]["content"][-300:], "base": b, "tuned": t}
+                        for p, b, t in zip(prompts, answers["base"], answers["tuned"],
+                                           strict=False)][:SAMPLES_KEPT]}
 
 
 def decide(report: dict[str, Any], checks_declared: bool) -> dict[str, Any]:

@@ -191,8 +191,11 @@ class JobExecutor:
         self.store.update(job.id, phase="gate: loading")
         gen = HFGenerator(self.hooks.load_model(config.model))
         gen.add_adapter("tuned", adapter_dir)  # beside the base weights, as serving does
-        tuned, base = Pinned(gen, "tuned"), Pinned(gen, "base")
-        prompts = prompts_of(self._held_out(config), gate.prompts)
+        baseline = self._served_adapter(config, gen.tokenizer)
+        if baseline is not None:  # compare with what users get now, not the bare base
+            gen.add_adapter(baseline, self.adapters.get(baseline).path)
+        tuned, base = Pinned(gen, "tuned"), Pinned(gen, baseline or "base")
+        prompts = prompts_of(self._held_out(config), gate.prompts, config.seed)
         evaluate = None
         if gate.eval_collection and gate.eval_questions and self.hooks.eval_accuracy is not None:
             questions = self.datasets.path(gate.eval_questions)
@@ -204,6 +207,20 @@ class JobExecutor:
 
         return run_gate(tuned, base, prompts, gate, evaluate,
                         on_phase=lambda phase: self.store.update(job.id, phase=phase))
+
+    def _served_adapter(self, config: TrainConfig, tokenizer: Any) -> str | None:
+        """The adapter being served, when it is a LoRA trained on this job's base and tokenizer."""
+        from generation.adapters import is_base
+        from generation.errors import GenerationError
+
+        name = self.adapters.active()
+        if is_base(name) or name == "tuned":
+            return None
+        try:
+            record = self.adapters.check_compatible(str(name), config.model, tokenizer)
+        except (GenerationError, LookupError, OSError):
+            return None
+        return str(name) if record.method in ("lora", "qlora") else None
 
     def _probe(self, job: TuningJob) -> None:
         if self.hooks.train_probe is None:

@@ -137,3 +137,15 @@ def test_load_model_of_a_missing_directory_is_model_not_found(tmp_path: Path) ->
 def test_int8_loads_and_generates_on_cpu(imported_model: ImportedModel) -> None:
     loaded = load_model(str(imported_model.path), LoadConfig(quantization="int8", device="cpu"))
     assert generate(HFGenerator(loaded), CAPITAL, SamplingConfig(max_new_tokens=4)).strip()
+
+
+def test_a_batch_answers_like_one_stream_each(imported_model: ImportedModel) -> None:
+    """generate_batch (the tuning gate's) left-pads a batch; each row is the greedy answer alone
+    (in fp32: bf16's rounding differs with the padded shape)."""
+    hf_generator = HFGenerator(load_model(str(imported_model.path), LoadConfig(quantization="fp32", device="cpu")))
+    sampling = SamplingConfig(max_new_tokens=8, stop=("\n",))
+    short = [{"role": "user", "content": "Say hi."}]
+    long = [{"role": "user", "content": "Name the largest planet of the solar system, please."}]
+    batch = hf_generator.generate_batch([short, long], sampling)
+    assert batch == [generate(hf_generator, m, sampling) for m in (short, long)]
+    assert all("\n" not in a for a in batch) and hf_generator.generate_batch([], sampling) == []
