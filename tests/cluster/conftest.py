@@ -29,3 +29,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.path.is_relative_to(Path(__file__).parent):
             item.add_marker(pytest.mark.cluster)
+
+
+# the tuning tests' session fixtures: the packaged SmolLM2 imported once, a tiny alpaca dataset
+from tests.tuning.conftest import base_model, tiny_data  # noqa: E402, F401
+
+
+@pytest.fixture(scope="session")
+def tiny_base(base_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+    """SmolLM2's architecture and tokenizer at one layer of width 64 (random weights): DDP over
+    two workers then costs seconds, not minutes, on two shared cores."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(str(base_model))
+    config.update({"num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 128,
+                   "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32})
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("tiny-base")
+    AutoModelForCausalLM.from_config(config).save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(base_model)).save_pretrained(str(out))
+    return out
