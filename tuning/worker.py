@@ -22,7 +22,7 @@ from typing import Any
 
 from generation.adapter_registry import AdapterRegistry
 
-from .base import Progress
+from .base import Progress, Trainer
 from .config import TrainConfig
 from .dataset_store import DatasetStore
 from .datasets import load_samples, split
@@ -47,6 +47,7 @@ class Hooks:
     load_model: Callable[[str], Any]  # base model path -> generation.loading.LoadedModel
     eval_accuracy: Callable[[str, Path, Any], dict[str, Any]] | None = None  # (collection, questions, gen)
     train_probe: Callable[[TuningJob, Path], dict[str, Any]] | None = None
+    trainer: Callable[[str], Trainer] | None = None  # TrainConfig.trainer -> the Trainer (a cluster's)
 
 
 class JobExecutor:
@@ -129,8 +130,8 @@ class JobExecutor:
             _say(plan.line(), *(f"warning: {w}" for w in plan.warnings))
         self.store.update(job.id, phase="loading")
         try:
-            result = make_trainer(config.trainer).train(config, self._on_progress(job.id),
-                                                        self._should_stop(job.id))
+            result = (self.hooks.trainer or make_trainer)(config.trainer).train(
+                config, self._on_progress(job.id), self._should_stop(job.id))
         finally:
             self._stepping = False
         if result.eval_loss is not None:  # the final evaluation comes after the last progress report
