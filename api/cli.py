@@ -44,18 +44,18 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from .logs import configure as configure_logs
 
     settings = settings.model_copy(update={"host": args.host or settings.host,
-                                           "port": args.port or settings.port})
+                                           "port": args.port or settings.port,
+                                           "cluster": args.cluster or settings.cluster})
     Settings.model_validate(settings.model_dump())
     if not is_loopback(settings.host) and not KeyStore.in_data_dir(settings.data_dir).active():
         raise ValueError(f"RAGTUNE_HOST={settings.host} reaches beyond this machine: create an API "
                          "key first (`ragtune keys create --name admin --scope admin`); every "
                          "request then needs one")
     configure_logs(settings.log_format)
-    if args.cluster or settings.cluster:
+    if settings.cluster:  # tuning jobs then train on it too (the worker reads the settings)
         from . import cluster as on_cluster
 
-        on_cluster.serve_forever(settings, args.cluster or settings.cluster,
-                                 args.replicas or settings.serve_replicas)
+        on_cluster.serve_forever(settings, settings.cluster, args.replicas or settings.serve_replicas)
         return 0
     # uvicorn's logging setup and access log give way to ours: JSON lines with the request id
     # (api/logs.py), one access line per request (api/telemetry.py)

@@ -23,6 +23,8 @@ from .settings import Settings
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from tuning.base import Trainer
+
     from .services import Services
 
 # POSTs that only read: answered by any replica; every other POST, PUT, PATCH or DELETE writes
@@ -70,6 +72,19 @@ def ingest(corpus: Corpus, name: str, paths: list[Path], metadata: dict[str, Any
     return ingest_on_cluster(collection, embedder_factory(corpus), paths, metadata, config=config,
                              archive_limits=corpus.archive_limits, file_limits=corpus.file_limits,
                              on_result=on_result)
+
+
+def trainer_factory(settings: Settings) -> Callable[[str], Trainer]:
+    """The tuning worker's trainers on the cluster RAGTUNE_CLUSTER: every job trains through Ray
+    Train (the HF Trainer path, DDP over RAGTUNE_TRAIN_WORKERS), whichever trainer it names."""
+
+    def make(name: str) -> Trainer:
+        from cluster.train import RayTrainer
+
+        join(settings, settings.cluster)
+        return RayTrainer(settings.train_workers, use_gpu=settings.cluster_gpus_per_worker > 0)
+
+    return make
 
 
 def is_write(method: str, path: str) -> bool:

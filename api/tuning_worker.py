@@ -72,7 +72,13 @@ def make_hooks(settings: Settings, corpus: Corpus, adapters: AdapterRegistry) ->
                                     val_fraction=options.get("val_fraction", 0.2))
         return dict(getattr(record, "metrics", {}) or {})
 
-    return Hooks(load_model=load, eval_accuracy=eval_accuracy, train_probe=train_probe)
+    trainer = None
+    if settings.cluster:  # only then is Ray imported
+        from .cluster import trainer_factory
+
+        trainer = trainer_factory(settings)
+    return Hooks(load_model=load, eval_accuracy=eval_accuracy, train_probe=train_probe,
+                 trainer=trainer)
 
 
 def main(argv: list[str] | None = None) -> int:

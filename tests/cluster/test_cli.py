@@ -66,3 +66,20 @@ def test_an_unreachable_cluster_is_a_clear_error_not_a_hang(
 
     assert cli.main(["ingest", str(docs), "-c", "kb", "--cluster", "nowhere"]) == 2
     assert "must be HOST:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_tuning_worker_with_a_cluster_trains_through_ray_train(tmp_path: Path) -> None:
+    from api.settings import Settings
+    from api.tuning_worker import make_hooks
+    from cluster.train import RayTrainer
+    from generation.adapter_registry import AdapterRegistry
+
+    settings = Settings(data_dir=tmp_path / "data", cluster="local", train_workers=3)
+    corpus = Corpus(settings, embedder=FakeEmbedder())
+    hooks = make_hooks(settings, corpus, AdapterRegistry(tmp_path / "adapters"))
+    assert hooks.trainer is not None
+    trainer = hooks.trainer("native")
+    assert isinstance(trainer, RayTrainer) and trainer.workers == 3
+    assert make_hooks(Settings(data_dir=tmp_path / "data"), corpus,
+                      AdapterRegistry(tmp_path / "adapters")).trainer is None
