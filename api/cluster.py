@@ -54,10 +54,34 @@ def join(settings: Settings, address: str) -> None:
     connect(address, num_cpus=max(settings.cluster_workers, 2))
 
 
+def ingest_config(settings: Settings) -> Any:
+    from cluster.ingest import ClusterIngestConfig
+
+    return ClusterIngestConfig(workers=settings.cluster_workers,
+                               cpus_per_worker=settings.cluster_cpus_per_worker,
+                               gpus_per_worker=settings.cluster_gpus_per_worker)
+
+
+def job_ingest(corpus: Corpus) -> Callable[..., IngestReport]:
+    """`ingest_paths` for the server's upload jobs, run on the cluster RAGTUNE_CLUSTER: the same
+    arguments (the embedder given is not used: each worker makes its own)."""
+    settings = corpus.settings
+
+    def run(collection: Any, embedder: Embedder, paths: list[Path],
+            metadata: dict[str, Any] | None = None, **options: Any) -> IngestReport:
+        from cluster.ingest import ingest_on_cluster
+
+        join(settings, settings.cluster)
+        return ingest_on_cluster(collection, embedder_factory(corpus), paths, metadata,
+                                 config=ingest_config(settings), **options)
+
+    return run
+
+
 def ingest(corpus: Corpus, name: str, paths: list[Path], metadata: dict[str, Any] | None,
            on_result: Callable[[FileResult], None] | None, address: str) -> IngestReport:
     """`Corpus.ingest_paths` with the work done on the cluster at `address`; this process commits."""
-    from cluster.ingest import ClusterIngestConfig, ingest_on_cluster
+    from cluster.ingest import ingest_on_cluster
 
     s = corpus.settings
     collection = corpus.catalog.get(name)
@@ -67,9 +91,8 @@ def ingest(corpus: Corpus, name: str, paths: list[Path], metadata: dict[str, Any
             f"collection {name!r} was built with embedder {collection.config.embedder!r} but "
             f"ragtune is running {wanted!r}; set RAGTUNE_EMBEDDER back or ingest into a new collection")
     join(s, address)
-    config = ClusterIngestConfig(workers=s.cluster_workers, cpus_per_worker=s.cluster_cpus_per_worker,
-                                 gpus_per_worker=s.cluster_gpus_per_worker)
-    return ingest_on_cluster(collection, embedder_factory(corpus), paths, metadata, config=config,
+    return ingest_on_cluster(collection, embedder_factory(corpus), paths, metadata,
+                             config=ingest_config(s),
                              archive_limits=corpus.archive_limits, file_limits=corpus.file_limits,
                              on_result=on_result)
 

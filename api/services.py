@@ -25,6 +25,7 @@ from generation.rag import Answer, AskConfig, RagAnswerer
 from generation.serving import ServingModel
 from generation.verifier import CrossEncoderVerifier
 from ingest.jobs import IngestWorker
+from ingest.pipeline import IngestReport, ingest_paths
 from retrieval.embedder import Embedder
 from retrieval.types import SearchFilter
 from tuning.jobs import TuningJob
@@ -52,7 +53,8 @@ class Services(Corpus):
         self._lock = threading.Lock()
         self.ingest_worker = IngestWorker(settings.data_dir, self.catalog, lambda: self.embedder,
                                           self.archive_limits, self.file_limits,
-                                          workers=settings.ingest_workers)
+                                          workers=settings.ingest_workers,
+                                          ingest=self._ingest_recipe())
         self.evals = EvalStore(settings.data_dir / "evals")
         self.adapters = AdapterRegistry(settings.data_dir / "adapters")
         self.serving = ServingModel(self.adapters, self.generator_path, settings.quantization,
@@ -67,6 +69,14 @@ class Services(Corpus):
         self._classifiers: ClassifierRegistry | None = None
         self._answerability: AnswerabilityModel | None = None
         self._verifier: CrossEncoderVerifier | None = None
+
+    def _ingest_recipe(self) -> Callable[..., IngestReport]:
+        """How upload jobs ingest: here, or on RAGTUNE_CLUSTER (Ray imported only then)."""
+        if not self.settings.cluster:
+            return ingest_paths
+        from .cluster import job_ingest
+
+        return job_ingest(self)
 
     @property
     def classifiers(self) -> ClassifierRegistry:

@@ -44,6 +44,8 @@ from retrieval.collection import Collection
 from retrieval.embedder import Embedder
 from retrieval.types import ChunkRecord, CommitOutcome, DocumentRecord
 
+from .errors import ClusterError
+
 CALL_BYTES = 256 * 1024  # file bytes sent in one actor call: enough chunks for full batches
 IN_FLIGHT_PER_WORKER = 2  # calls queued per actor, so it never waits for the writer
 RETRIES = 4  # restarts of a dead actor, and retries of each of its calls
@@ -152,12 +154,27 @@ def _actor_class(config: ClusterIngestConfig) -> Any:
         num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker)
 
 
+def check_fits(config: ClusterIngestConfig) -> None:
+    """ClusterError unless the cluster has the CPUs and GPUs the workers ask for: an actor that
+    cannot be placed would wait for ever."""
+    import ray
+
+    have = ray.cluster_resources()
+    for resource, each in (("CPU", config.cpus_per_worker), ("GPU", config.gpus_per_worker)):
+        if each and config.workers * each > have.get(resource, 0):
+            raise ClusterError(
+                f"{config.workers} embedder workers of {each:g} {resource} each do not fit the "
+                f"cluster's {have.get(resource, 0):g} {resource}s: lower RAGTUNE_CLUSTER_WORKERS or "
+                f"RAGTUNE_CLUSTER_{resource}S_PER_WORKER, or add nodes")
+
+
 def start_workers(make_embedder: Callable[[], Embedder], collection: Collection,
                   config: ClusterIngestConfig, file_limits: FileLimits | None = None,
                   archive_limits: ArchiveLimits | None = None,
                   metadata: dict[str, Any] | None = None) -> list[Any]:
     """`config.workers` embedder actors for `collection`'s chunk settings (each loads the
     embedder as it starts)."""
+    check_fits(config)
     chunking = ChunkingConfig(collection.config.chunk_size, collection.config.chunk_overlap)
     actor = _actor_class(config)
     return [actor.remote(make_embedder, chunking, file_limits or FileLimits(),

@@ -25,7 +25,7 @@ from retrieval.catalog import Catalog
 from retrieval.embedder import Embedder
 
 from .archive import ArchiveLimits
-from .pipeline import FileLimits, FileProgress, FileResult, ingest_paths
+from .pipeline import FileLimits, FileProgress, FileResult, IngestReport, ingest_paths
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -163,11 +163,13 @@ class IngestWorker:
     """Runs queued jobs in `workers` daemon threads, at most one job per collection at a time and
     each collection's jobs in the order they came: each ingests its uploaded files into its
     collection of `catalog` within `file_limits`, with the embedder that `embedder` returns (called
-    when a job runs, so the model loads on the first job, not at start-up)."""
+    when a job runs, so the model loads on the first job, not at start-up). `ingest` does the
+    work: `ingest_paths`, or a function of the same arguments that runs it elsewhere (a cluster)."""
 
     def __init__(self, root: Path, catalog: Catalog, embedder: Callable[[], Embedder],
                  archive_limits: ArchiveLimits | None = None,
-                 file_limits: FileLimits | None = None, workers: int = 2) -> None:
+                 file_limits: FileLimits | None = None, workers: int = 2,
+                 ingest: Callable[..., IngestReport] = ingest_paths) -> None:
         if workers < 1:
             raise ValueError(f"workers {workers!r} must be >= 1")
         self.root = root
@@ -178,6 +180,7 @@ class IngestWorker:
         self._embedder = embedder
         self._archive_limits = archive_limits
         self._file_limits = file_limits
+        self._ingest = ingest
         self._waiting: list[tuple[str, str]] = []  # (job id, collection), oldest first
         self._busy: set[str] = set()  # collections with a job running
         self._wake = threading.Condition()
@@ -305,7 +308,7 @@ class IngestWorker:
 
         try:
             embedder = self._embedder()
-            report = ingest_paths(self._catalog.open(job.collection, embedder), embedder,
+            report = self._ingest(self._catalog.open(job.collection, embedder), embedder,
                                   [self.uploads / job.id / f for f in job.files], job.metadata,
                                   archive_limits=self._archive_limits,
                                   file_limits=self._file_limits, on_result=on_result,

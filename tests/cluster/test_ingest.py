@@ -99,3 +99,13 @@ def test_a_worker_killed_mid_ingest_loses_nothing(tmp_path: Path) -> None:
     assert cluster_chunks == local_chunks, "every document whole, none twice"
     np.testing.assert_allclose(cluster_vectors, local_vectors, atol=1e-6)
     assert remote.stats() == local.stats()
+
+
+def test_workers_that_do_not_fit_the_cluster_are_an_error_not_a_wait(tmp_path: Path) -> None:
+    from cluster.errors import ClusterError
+    from cluster.ingest import ClusterIngestConfig, ingest_on_cluster
+
+    remote = _collection(tmp_path / "cluster", FakeEmbedder())
+    with pytest.raises(ClusterError, match="do not fit"):
+        ingest_on_cluster(remote, FakeEmbedder, [make_corpus(tmp_path / "docs", files=1)],
+                          config=ClusterIngestConfig(workers=64))

@@ -30,7 +30,8 @@ def served(tmp_path: Path) -> Iterator[httpx.Client]:
     from cluster.serve import shutdown
 
     settings = Settings(data_dir=tmp_path / "data", port=_free_port(), chunk_size=64, chunk_overlap=8,
-                        min_score=0.2, generator="scripted", answer_style="span", answerability=False)
+                        min_score=0.2, generator="scripted", answer_style="span", answerability=False,
+                        cluster="local", cluster_workers=1)  # uploads are ingested on the cluster too
     on_cluster.serve(settings, "local", 2, services=fake_services)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{settings.port}", timeout=30) as client:
