@@ -59,8 +59,9 @@ class Writer:
     whole requests from the readers."""
 
     async def __init__(self, build_app: Callable[[], ASGIApp]) -> None:  # type: ignore[misc]
-        self.app = build_app()
-        self._life = self.app.router.lifespan_context(self.app)
+        app: Any = build_app()  # a FastAPI app: its lifespan is run here, as a server would
+        self.app = app
+        self._life = app.router.lifespan_context(app)
         await self._life.__aenter__()
 
     async def handle(self, method: str, path: str, query: bytes, headers: list[tuple[bytes, bytes]],
@@ -126,9 +127,9 @@ def deploy(build_reader: Callable[[], ASGIApp], build_writer: Callable[[], ASGIA
     from ray import serve
 
     serve.start(http_options={"host": config.host, "port": config.port})
-    writer = serve.deployment(Writer, name="writer", num_replicas=1,
-                              ray_actor_options={"num_cpus": config.cpus_per_replica})
-    reader = serve.deployment(
+    writer: Any = serve.deployment(Writer, name="writer", num_replicas=1,
+                                   ray_actor_options={"num_cpus": config.cpus_per_replica})
+    reader: Any = serve.deployment(
         serve.ingress()(Reader), name="reader", max_ongoing_requests=config.max_ongoing,
         max_queued_requests=config.max_queued,
         ray_actor_options={"num_cpus": config.cpus_per_replica,

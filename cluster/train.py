@@ -111,7 +111,7 @@ class RayTrainer:
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
 
-        channel = ray.remote(num_cpus=0)(Channel).remote()
+        channel: Any = ray.remote(num_cpus=0)(Channel).remote()
         out = Path(config.output_dir).resolve()
         trainer = TorchTrainer(
             _worker_loop, train_loop_config={"config": config, "channel": channel},
