@@ -60,6 +60,8 @@ def add_start_arguments(s: argparse.ArgumentParser, name_required: bool = True) 
     s.add_argument("--method", choices=JOB_METHODS,
                    help="default: qlora on CUDA, lora elsewhere")
     s.add_argument("--label-column", default="label", help="for --method linear_probe")
+    s.add_argument("--mix-data", type=Path, help="chat examples mixed into the training split only "
+                   "(--mix-share of it), e.g. grounded-QA examples that keep the served behaviour")
     s.add_argument("--resume", action="store_true",
                    help="resume the interrupted/failed/cancelled job with this --name instead")
     g = s.add_argument_group("gate (after training: base vs tuned on the held-out prompts)")
@@ -138,6 +140,7 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
     valid = desk.add_dataset(args.valid_path).id if args.valid_path else None
     questions = desk.add_dataset(args.eval_questions, kind="questions").id \
         if args.eval_questions else None
+    mix = desk.add_dataset(args.mix_data).id if args.mix_data else None
     checks = {"regex": args.check_regex, "max_chars": args.check_max_chars,
               "required_phrase": args.check_phrase}
     spec = desk.plan(JobRequest(
@@ -146,7 +149,7 @@ def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
         checks={k: v for k, v in checks.items() if v is not None},
         eval_collection=args.eval_collection, eval_questions=questions,
         gate_prompts=args.gate_prompts, gate_max_new_tokens=args.gate_max_new_tokens,
-        promote_if_better=args.promote_if_better))
+        promote_if_better=args.promote_if_better, mix_dataset_id=mix))
     job = desk.submit(spec, svc.classifier_names())
     print(f"queued tuning job {job.id} ({spec.method}, {dataset.records} records, dataset "
           f"{dataset.id})", file=sys.stderr)
@@ -163,7 +166,8 @@ def _start_served(client: RagtuneClient, args: argparse.Namespace) -> int:
             raise ValueError(f"no interrupted, failed or cancelled job named {args.name!r} to resume")
         return _follow_served(client, client.resume_tuning_job(previous[0].job_id), args.detach)
     files = {field: path for field, path in (("file", args.data_path), ("valid_file", args.valid_path),
-                                             ("questions_file", args.eval_questions)) if path}
+                                             ("questions_file", args.eval_questions),
+                                             ("mix_file", args.mix_data)) if path}
     for path in files.values():
         if not path.is_file():
             raise FileNotFoundError(2, "no such file", str(path))

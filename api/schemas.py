@@ -235,6 +235,7 @@ class JobSpecOut(BaseModel):
     train: dict[str, Any] = Field(..., description="TrainConfig options given")
     gate: GateOut
     label_column: str
+    mix_dataset_id: str | None = Field(None, description="a dataset mixed into the training split")
 
 
 class TuningJobOut(BaseModel):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import resource
 import sys
 from collections.abc import Callable
@@ -94,6 +95,7 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
         train_s, val_s = samples, load_samples(config.valid_path, config.format, config.text_column)
     else:
         train_s, val_s = split(samples, config.val_fraction, config.seed)
+    train_s = train_s + mixed_in(config, len(train_s))
     train, report = tokenize_samples(tokenizer, train_s, config.max_length, config.train_on)
     val, val_report = tokenize_samples(tokenizer, val_s, config.max_length, config.train_on)
     report.truncated += val_report.truncated
@@ -104,6 +106,15 @@ def prepare_data(config: TrainConfig, tokenizer: Any) -> PreparedData:
             f"{config.data_path}: no training example keeps an answer token within "
             f"{config.max_length} tokens; raise --model-max-length or shorten the prompts")
     return PreparedData(train, val, report, dataset_hash(config.data_path))
+
+
+def mixed_in(config: TrainConfig, own: int) -> list[Any]:
+    """The mix_path examples the training split gets: enough for them to be mix_share of it."""
+    if not config.mix_path or not config.mix_share:
+        return []
+    pool = load_samples(config.mix_path, "auto")
+    wanted = round(own * config.mix_share / (1 - config.mix_share))
+    return random.Random(config.seed).sample(pool, min(wanted, len(pool)))
 
 
 def configure_threads(config: TrainConfig) -> None:

@@ -53,6 +53,13 @@ class TrainConfig:
     lora_dropout: float = _help("dropout on the LoRA input", 0.05)
     target_modules: str = _help("'all-linear' or comma-separated module names", "all-linear")
     num_virtual_tokens: int = _help("virtual tokens, for prefix and prompt tuning", 20)
+    init_adapter: str | None = _help("start from this LoRA adapter (a directory; over a job: a "
+                                     "registered adapter's name, '' for a fresh one) and train it "
+                                     "further; its rank and target modules are kept. Jobs start "
+                                     "from the served adapter by default")
+    mix_path: str | None = _help("more chat examples added to the training split only (never to "
+                                 "the held-out prompts), e.g. the served adapter's grounded-QA data")
+    mix_share: float = _help("share of the training examples taken from mix_path", 0.25)
     warmup_ratio: float = _help("fraction of the steps spent warming the learning rate up", 0.1)
     weight_decay: float = _help("AdamW weight decay", 0.0)
     max_grad_norm: float = _help("clip gradients to this norm (0 = off)", 1.0)
@@ -115,6 +122,11 @@ class TrainConfig:
         for name in ("early_stopping_patience", "eval_steps", "save_steps", "num_threads"):
             if getattr(self, name) < 0:
                 raise InvalidConfig(f"--{_flag(name)} must be >= 0 (got {getattr(self, name)!r})")
+        if self.init_adapter and self.method not in ("lora", "qlora"):
+            raise InvalidConfig(f"--init-adapter continues a LoRA adapter; --method {self.method} "
+                                "cannot start from one")
+        if not 0 <= self.mix_share < 1:
+            raise InvalidConfig(f"--mix-share {self.mix_share!r} must be in [0, 1)")
         if self.time_budget is not None:
             parse_duration(self.time_budget)  # InvalidConfig names the option
         if self.max_steps is not None and self.max_steps < 1:

@@ -106,6 +106,7 @@ class JobSpec:
     gate: GateSpec = field(default_factory=GateSpec)
     label_column: str = "label"
     plan: dict[str, Any] | None = None  # tuning.sizing.RunPlan, made when the job was submitted
+    mix_dataset_id: str | None = None  # examples added to the training split only
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -136,6 +137,9 @@ class JobRequest:
     gate_prompts: int = 50
     gate_max_new_tokens: int = 96
     promote_if_better: bool = False
+    mix_dataset_id: str | None = None
+    """A stored chat dataset mixed into the training split (mix_share of it), e.g. grounded-QA
+    examples that keep the served adapter's behaviour."""
 
 
 @dataclass

@@ -3,7 +3,9 @@
 LoRA and prefix/prompt tuning load the base in fp32 and freeze it; QLoRA loads it as NF4 through
 bitsandbytes (fp32 compute on CPU, where bf16 compute made a step ~11x slower than plain LoRA; bf16
 compute with double quantisation on CUDA) and prepares it with `prepare_model_for_kbit_training`;
-full fine-tuning trains every weight. Shared by both trainers, so their adapters are the same.
+full fine-tuning trains every weight. `init_adapter` starts from a saved LoRA adapter instead of a
+fresh one (a behaviour stacked on the served grounded-QA adapter). Shared by both trainers, so
+their adapters are the same.
 """
 
 from __future__ import annotations
@@ -101,11 +103,14 @@ def build_model(config: TrainConfig, device: str) -> Any:
     if not config.peft:
         model.train()
         return model
-    from peft import get_peft_model
+    from peft import PeftModel, get_peft_model
 
     try:
-        model = get_peft_model(model, peft_config(config))
-    except (ValueError, TypeError, NotImplementedError) as exc:
+        if config.init_adapter:  # train a served adapter further (its own rank and targets)
+            model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+        else:
+            model = get_peft_model(model, peft_config(config))
+    except (ValueError, TypeError, NotImplementedError, OSError) as exc:
         raise TuningError(f"peft cannot apply --method {config.method} to {config.model}: {exc}") from exc
     model.train()
     return model

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from generation.adapter_registry import AdapterRegistry, check_name
+from generation.errors import AdapterNotFound
 
+from .base import mixed_in
 from .config import METHODS, TrainConfig
 from .dataset_store import DatasetStore
 from .datasets import load_samples, split
@@ -23,7 +25,7 @@ from .sizing import RunPlan, plan_run
 UNSERVED = ("prefix", "prompt")
 
 JOB_METHODS = (*METHODS, PROBE)
-RESERVED = ("model", "data_path", "valid_path", "output_dir", "name", "method", "resume")
+RESERVED = ("model", "data_path", "valid_path", "output_dir", "name", "method", "resume", "mix_path")
 PROBE_OPTIONS = ("text_column", "seed", "val_fraction")
 
 
@@ -61,7 +63,8 @@ class TuningDesk:
         model = "" if method == PROBE else request.model or self._default_model()
         return JobSpec(name=request.name, dataset_id=request.dataset_id, method=method, model=model,
                        valid_dataset_id=request.valid_dataset_id, train=dict(request.train),
-                       gate=gate, label_column=request.label_column)
+                       gate=gate, label_column=request.label_column,
+                       mix_dataset_id=request.mix_dataset_id)
 
     def _default_model(self) -> str:
         if self._serving_model is None:
@@ -116,12 +119,40 @@ class TuningDesk:
         except TypeError as exc:
             known = ", ".join(f for f in TrainConfig.__dataclass_fields__ if f not in RESERVED)
             raise InvalidConfig(f"unknown training option ({exc}); known options: {known}") from None
+        self._stack_on(spec)  # a named init_adapter must be a registered LoRA
         samples = [load_samples(p, config.format, config.text_column)  # the chosen format and
                    for p in (path, valid) if p is not None]              # column, not just 'auto'
         train = samples[0] if valid else split(samples[0], config.val_fraction, config.seed)[0]
+        if spec.mix_dataset_id:
+            mix_path = self._dataset(spec.mix_dataset_id, "train", "mix dataset")
+            train += mixed_in(dataclasses.replace(config, mix_path=str(mix_path)), len(train))
         if Path(spec.model).is_dir():
             return self._check_fits(spec.model, samples[0], train, config)
         return None
+
+    def _stack_on(self, spec: JobSpec) -> tuple[str, str] | None:
+        """(name, directory) of the adapter the run starts from: the one the job names, or by
+        default the served LoRA adapter when it was trained on the job's base; None for a fresh
+        adapter (`init_adapter: ""`, another method, or nothing served)."""
+        named = spec.train.get("init_adapter")
+        if spec.method not in ("lora", "qlora") or named == "":
+            return None
+        name = named or self.adapters.active()
+        if not name or name == "base":
+            return None
+        try:
+            record = self.adapters.get(str(name))
+        except AdapterNotFound:
+            if named:
+                raise InvalidConfig(f"init_adapter {named!r} is not a registered adapter (registered: "
+                                    f"{', '.join(r.name for r in self.adapters.list()) or 'none'})"
+                                    ) from None
+            return None
+        fits = record.method in ("lora", "qlora") and record.base_model == Path(spec.model).name
+        if named and not fits:
+            raise InvalidConfig(f"init_adapter {named!r} is a {record.method} adapter of "
+                                f"{record.base_model!r}; it cannot start a LoRA on {spec.model!r}")
+        return (record.name, str(record.path)) if fits else None
 
     @staticmethod
     def _check_fits(model: str, samples: list[Any], train: list[Any], config: TrainConfig) -> list[int]:
@@ -137,15 +168,28 @@ class TuningDesk:
             raise DatasetError(f"no training example keeps an answer token within {config.max_length} "
                                "tokens once the chat template is applied; raise --model-max-length "
                                "or shorten the prompts")
-        lines = {s.line for s in train}
-        return [len(e.input_ids) for e in kept if e.line in lines]
+        kept_train, _ = tokenize_samples(tokenizer, train, config.max_length, config.train_on)
+        return [len(e.input_ids) for e in kept_train]
 
     def _plan(self, spec: JobSpec, lengths: list[int] | None) -> RunPlan | None:
         """The run's plan from the training split's token lengths and this machine's speed."""
         if not lengths:
             return None
         rate, source = self.measured_rate(spec.model)
-        return plan_run(lengths, spec.train, spec.method, model_parameters(spec.model), rate, source)
+        plan = plan_run(lengths, spec.train, spec.method, model_parameters(spec.model), rate, source)
+        stack = self._stack_on(spec)
+        return dataclasses.replace(plan, mixed=self._mixed(spec), stacked_on=stack[0] if stack else None,
+                                   init_adapter=stack[1] if stack else None)
+
+    def _mixed(self, spec: JobSpec) -> int:
+        if not spec.mix_dataset_id:
+            return 0
+        own = load_samples(self.datasets.path(spec.dataset_id), spec.train.get("format", "auto"),
+                           spec.train.get("text_column", "text"))
+        n = len(own) if spec.valid_dataset_id else len(split(own, spec.train.get("val_fraction", 0.1),
+                                                                 spec.train.get("seed", 42))[0])
+        share = float(spec.train.get("mix_share", 0.25))
+        return round(n * share / (1 - share))
 
     def measured_rate(self, model: str, last: int = 3) -> tuple[float | None, str]:
         """Median train tokens/s of the last jobs that trained `model` here, and where it came from."""

@@ -63,6 +63,9 @@ class RunPlan:
     budget_minutes: float | None
     chosen: list[str] = field(default_factory=list)  # the options this plan set (the rest were given)
     warnings: list[str] = field(default_factory=list)
+    stacked_on: str | None = None  # the served adapter the run starts from
+    init_adapter: str | None = None  # its directory
+    mixed: int = 0  # examples of the job's mix dataset among `examples`
 
     def overrides(self) -> dict[str, Any]:
         """The TrainConfig options the plan sets (never one the job gave itself)."""
@@ -71,15 +74,19 @@ class RunPlan:
         out: dict[str, Any] = {k: values[k] for k in self.chosen if k in values}
         if self.budget_minutes is not None and "max_steps" in self.chosen:
             out["time_budget"] = f"{round(self.budget_minutes * 60)}s"
+        if self.init_adapter is not None:
+            out["init_adapter"] = self.init_adapter
         return out
 
     def line(self) -> str:
         """The plan in one line, for logs and the CLI."""
         batch = self.batch_size * self.grad_accum
         budget = f" (budget {self.budget_minutes:g} min)" if self.budget_minutes else ""
+        mixed = f", {self.mixed} of them mixed in" if self.mixed else ""
+        stacked = f", starting from the served adapter {self.stacked_on}" if self.stacked_on else ""
         return (f"plan: {self.steps} steps x {batch} examples ({self.epochs:.1f} epochs of "
-                f"{self.examples}), lr {self.lr:g}, about {self.tokens:,} tokens, ~{self.minutes:.1f} "
-                f"min at {self.tokens_per_s:.0f} tokens/s {self.rate_source}{budget}")
+                f"{self.examples}{mixed}), lr {self.lr:g}{stacked}, about {self.tokens:,} tokens, "
+                f"~{self.minutes:.1f} min at {self.tokens_per_s:.0f} tokens/s {self.rate_source}{budget}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

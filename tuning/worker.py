@@ -102,7 +102,10 @@ class JobExecutor:
     def config(self, job: TuningJob) -> TrainConfig:
         spec = job.spec
         planned = RunPlan(**spec.plan).overrides() if spec.plan else {}
-        train = {"save_steps": DEFAULT_SAVE_STEPS, **planned, **spec.train}
+        # the plan never sets an option the job gave, except to resolve an adapter's name to its path
+        train = {"save_steps": DEFAULT_SAVE_STEPS, **spec.train, **planned}
+        if spec.mix_dataset_id:
+            train["mix_path"] = str(self.datasets.path(spec.mix_dataset_id))
         valid = str(self.datasets.path(spec.valid_dataset_id)) if spec.valid_dataset_id else None
         return TrainConfig(model=spec.model, data_path=str(self.datasets.path(spec.dataset_id)),
                            valid_path=valid, output_dir=str(self.run_dir(job)), name=spec.name,

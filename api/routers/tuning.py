@@ -62,6 +62,9 @@ class JobCreate(BaseModel):
     gate_prompts: int = Field(50, ge=1, le=1000)
     gate_max_new_tokens: int = Field(96, ge=1, le=4096)
     promote_if_better: bool = False
+    mix_dataset_id: str | None = Field(None, description="a stored chat dataset mixed into the "
+                                       "training split only (config.mix_share of it, default 0.25), "
+                                       "e.g. grounded-QA examples; or upload `mix_file`")
 
 
 def job_out(job: TuningJob, data_dir: Path) -> TuningJobOut:
@@ -72,7 +75,7 @@ def job_out(job: TuningJob, data_dir: Path) -> TuningJobOut:
         spec=JobSpecOut(
             name=spec.name, dataset_id=spec.dataset_id, method=spec.method,
             model=without_data_dir(spec.model, data_dir), valid_dataset_id=spec.valid_dataset_id,
-            train=spec.train, label_column=spec.label_column,
+            train=spec.train, label_column=spec.label_column, mix_dataset_id=spec.mix_dataset_id,
             gate=GateOut(regex=gate.regex, max_chars=gate.max_chars,
                          required_phrase=gate.required_phrase, eval_collection=gate.eval_collection,
                          eval_questions=gate.eval_questions, prompts=gate.prompts,
@@ -166,7 +169,8 @@ async def _job_request(services: Any, request: Request) -> JobCreate:
             method = body.get("method") or "lora"
             uploads = {"file": ("dataset_id", "labelled" if method == "linear_probe" else "train"),
                        "valid_file": ("valid_dataset_id", "train"),
-                       "questions_file": ("eval_questions_id", "questions")}
+                       "questions_file": ("eval_questions_id", "questions"),
+                       "mix_file": ("mix_dataset_id", "train")}
             for field, (key, kind) in uploads.items():
                 upload = form.get(field)
                 if upload is not None and hasattr(upload, "filename"):
@@ -214,7 +218,7 @@ def job_request(req: JobCreate, services: Any) -> JobRequest:
         checks=req.checks.model_dump(exclude_none=True) if req.checks else None,
         eval_collection=req.eval_collection, eval_questions=req.eval_questions_id,
         gate_prompts=req.gate_prompts, gate_max_new_tokens=req.gate_max_new_tokens,
-        promote_if_better=req.promote_if_better)
+        promote_if_better=req.promote_if_better, mix_dataset_id=req.mix_dataset_id)
 
 
 @router.post("/jobs", status_code=201)

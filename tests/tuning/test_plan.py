@@ -110,3 +110,31 @@ def test_prefix_and_prompt_tuning_are_refused_at_submit(method: str, tmp_path: P
         desk.submit(JobSpec(name="p", dataset_id=_stored(desk, tmp_path, 4), model="m",
                             method=method))
     assert desk.store.list() == []
+
+
+def test_a_run_starts_from_the_served_adapter_and_mixes_in_examples(
+        base_model: Path, tokenizer: object, lora_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    from tuning.config import TrainConfig
+
+    adapters = AdapterRegistry(tmp_path / "adapters")
+    trained = TrainConfig(model=str(base_model), data_path="-", output_dir="-")
+    adapters.register("served", lora_dirs[0], base_model, tokenizer, trained, "0" * 64, {})
+    adapters.set_active("served")
+    desk = TuningDesk(tmp_path / "tuning", adapters, "cpu")
+    ds = _stored(desk, tmp_path, 40)
+    mix = desk.add_dataset(tmp_path / "behaviour.jsonl").id
+    job = desk.submit(JobSpec(name="stacked", dataset_id=ds, model=str(base_model), mix_dataset_id=mix))
+    plan = RunPlan(**job.spec.plan)
+    assert (plan.stacked_on, plan.init_adapter) == ("served", str(adapters.get("served").path))
+    assert (plan.examples, plan.mixed) == (48, 12)  # 36 own + a quarter of the split mixed in
+    assert "starting from the served adapter served" in plan.line()
+    config = JobExecutor(desk.store, desk.datasets, adapters, desk.runs_root,
+                         Hooks(load_model=lambda _: None)).config(job)
+    assert config.init_adapter == plan.init_adapter and config.mix_path == str(desk.datasets.path(mix))
+
+    fresh = desk.submit(JobSpec(name="fresh", dataset_id=ds, model=str(base_model),
+                                train={"init_adapter": ""}))
+    assert fresh.spec.plan["stacked_on"] is None
+    with pytest.raises(InvalidConfig, match="init_adapter 'nope' is not a registered adapter"):
+        desk.submit(JobSpec(name="x", dataset_id=ds, model=str(base_model),
+                            train={"init_adapter": "nope"}))

@@ -145,3 +145,24 @@ def test_merge_writes_a_full_model_with_the_adapter_folded_in(
     ids = tokenizer("Largest planet?", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         assert torch.allclose(merged(input_ids=ids).logits, tuned(input_ids=ids).logits, atol=1e-4)
+
+
+def test_a_run_continues_a_served_adapter_with_mixed_in_examples(
+        base_model: Path, tiny_data: Path, lora_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    """init_adapter: the saved adapter keeps the served one's rank and targets and moves from its
+    weights; mix_path adds examples to the training split only."""
+    from safetensors.torch import load_file
+
+    mix = tmp_path / "mix.jsonl"
+    mix.write_text("".join(json.dumps({"instruction": f"Mix {i}?", "output": "Mixed."}) + "\n"
+                           for i in range(10)))
+    result = NativeTrainer().train(tiny_config(base_model, tiny_data, tmp_path / "run", max_steps=1,
+                                               init_adapter=str(lora_dirs[0]), mix_path=str(mix),
+                                               mix_share=0.5, val_fraction=0.25))
+    assert result.adapter_dir is not None
+    saved = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+    assert saved["r"] == 4 and sorted(saved["target_modules"]) == ["q_proj", "v_proj"]
+    assert (result.data["train_examples"], result.data["val_examples"]) == (12, 2)  # 6 own + 6 mixed
+    before = load_file(str(lora_dirs[0] / "adapter_model.safetensors"))
+    after = load_file(str(result.adapter_dir / "adapter_model.safetensors"))
+    assert before.keys() == after.keys() and any(not (before[k] == after[k]).all() for k in before)
