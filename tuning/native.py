@@ -39,6 +39,7 @@ from .sizing import parse_duration
 from .tokenization import IGNORE, TokenizedExample
 
 FAST_LOSS_METHODS = ("lora", "qlora", "full")
+BUDGET_WARMUP_STEPS = 3
 
 
 def loss_sum(model: Any, batch: dict[str, Any], fast: bool) -> Any:
@@ -112,6 +113,7 @@ class _Loop:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                            _schedule(warmup, lambda: self.total))
         self.budget_s = parse_duration(config.time_budget) if config.time_budget else None
+        self._rate_from: tuple[int, float] | None = None  # (step, seconds) the rate is measured from
         self.fast = can_use_fast_loss(model, config)
         self.last_lr = config.lr
         self.ckpt_root = Path(config.output_dir) / CHECKPOINTS_DIR
@@ -228,18 +230,23 @@ class _Loop:
         return True
 
     def _fit_budget(self) -> None:
-        """With a time budget and planned steps, drop the steps the measured speed cannot afford
-        (only ever fewer: a fast machine does not train longer than planned)."""
+        """With a time budget and planned steps, fit the steps to what the measured speed affords,
+        never more than planned. The rate is measured from the first step on (that step pays for
+        warm-up) over at least BUDGET_WARMUP_STEPS steps."""
         st = self.state
-        if self.budget_s is None or self.config.max_steps is None or st.step < 2 or not st.seconds:
+        if self.budget_s is None or self.config.max_steps is None:
             return
-        per_step = st.seconds / st.step
-        if per_step * self.total <= self.budget_s * 1.05:
+        if self._rate_from is None:
+            self._rate_from = (st.step, st.seconds)
             return
-        fitted = max(st.step + 1, int(self.budget_s / per_step))
-        if fitted < self.total:
+        steps, seconds = st.step - self._rate_from[0], st.seconds - self._rate_from[1]
+        if steps < BUDGET_WARMUP_STEPS or seconds <= 0:
+            return
+        per_step = seconds / steps
+        fitted = max(st.step + 1, min(self.config.max_steps, int(self.budget_s / per_step)))
+        if abs(fitted - self.total) >= max(2, 0.05 * self.total):
             self.log.note(f"budget: {self.total} -> {fitted} steps to fit {self.budget_s / 60:g} min "
-                          f"at {st.train_tokens / st.seconds:.0f} tokens/s")
+                          f"at {per_step:.1f} s a step")
             self.total = fitted
 
     def _eval_due(self) -> bool:

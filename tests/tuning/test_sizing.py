@@ -69,20 +69,31 @@ def test_verdict_from_the_gate_or_the_loss() -> None:
     assert verdict({"train_loss": 2.0, "eval_loss": 0.3}, {}).startswith("behaviour probably took")
 
 
-def _loop(total: int, step: int, seconds: float, budget: float | None) -> Any:
+def _loop(total: int, budget: float | None) -> Any:
     notes: list[str] = []
     return SimpleNamespace(total=total, budget_s=budget, config=SimpleNamespace(max_steps=total),
-                           state=SimpleNamespace(step=step, seconds=seconds, train_tokens=step * 1000),
+                           state=SimpleNamespace(step=0, seconds=0.0), _rate_from=None,
                            log=SimpleNamespace(note=notes.append), notes=notes)
 
 
-def test_a_slow_run_drops_the_steps_its_budget_cannot_afford() -> None:
-    slow = _loop(total=60, step=4, seconds=80.0, budget=600.0)  # 20 s a step: 30 fit in 600 s
-    _Loop._fit_budget(slow)
-    assert slow.total == 30 and "60 -> 30 steps" in slow.notes[0]
-    fast = _loop(total=60, step=4, seconds=20.0, budget=600.0)
-    _Loop._fit_budget(fast)
+def _steps(loop: Any, *durations: float) -> None:
+    for seconds in durations:
+        loop.state.step += 1
+        loop.state.seconds += seconds
+        _Loop._fit_budget(loop)
+
+
+def test_a_run_fits_its_steps_to_the_budget_at_the_measured_speed() -> None:
+    slow = _loop(total=60, budget=600.0)
+    _steps(slow, 60.0, 20.0, 20.0)  # the first step's warm-up is not the rate
+    assert slow.total == 60 and not slow.notes  # three steps measured before deciding
+    _steps(slow, 20.0)
+    assert slow.total == 30 and "60 -> 30 steps" in slow.notes[0]  # 20 s a step: 30 fit in 600 s
+    _steps(slow, *[5.0] * 12)  # faster again: back up, but never past the plan
+    assert slow.total == 60
+    fast = _loop(total=60, budget=600.0)
+    _steps(fast, 30.0, *[5.0] * 5)
     assert fast.total == 60 and not fast.notes
-    unbudgeted = _loop(total=60, step=4, seconds=80.0, budget=None)
-    _Loop._fit_budget(unbudgeted)
+    unbudgeted = _loop(total=60, budget=None)
+    _steps(unbudgeted, *[80.0] * 5)
     assert unbudgeted.total == 60
