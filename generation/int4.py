@@ -15,12 +15,13 @@ re-quantisation of de-quantised Q4_1 weights at group size 32 gives back the fil
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
 from torch import nn
 
-BLOCK_N = 32  # rows interleaved together by the CPU pack (two 16-row halves share each byte)
+_BLOCKS = (32, 64, 16, 128)  # rows the CPU pack may interleave (two halves share each byte)
 MID = 8  # the kernel subtracts this from every 4-bit value before scaling
 DEFAULT_GROUP_SIZE = 32  # a GGUF Q4_1 block
 DEFAULT_KERNEL_ROWS = 16  # inputs with at most this many rows use the packed kernel
@@ -33,14 +34,30 @@ def is_int4_kernel_available() -> bool:
         ops, "_convert_weight_to_int4pack_for_cpu")
 
 
+@functools.cache
+def block_rows() -> int:
+    """How many rows the CPU pack interleaves: 32 with AVX2, 64 with AVX-512 (torch 2.13 picks its
+    layout by the CPU it runs on). Found once by packing a probe and reading it back."""
+    if not is_int4_kernel_available():
+        return _BLOCKS[0]
+    n, k = 128, 64
+    probe = torch.randint(0, 16, (n, k), dtype=torch.int32, generator=torch.Generator().manual_seed(0))
+    packed = pack(probe)
+    for rows in _BLOCKS:
+        if torch.equal(_unpack(packed, n, k, rows).to(torch.int32), probe):
+            return rows
+    raise RuntimeError("this torch's int4 CPU pack uses a layout ragtune does not know; use "
+                       "RAGTUNE_QUANTIZATION=auto or fp32")
+
+
 def check_shape(out_features: int, in_features: int, group_size: int) -> None:
     if group_size not in (32, 64, 128, 256):
         raise ValueError(f"group_size {group_size!r} must be one of 32, 64, 128, 256")
     if in_features % group_size:
         raise ValueError(f"in_features {in_features!r} must be a multiple of group_size "
                          f"{group_size!r}")
-    if out_features % BLOCK_N:
-        raise ValueError(f"out_features {out_features!r} must be a multiple of {BLOCK_N}")
+    if out_features % block_rows():
+        raise ValueError(f"out_features {out_features!r} must be a multiple of {block_rows()}")
 
 
 def fits(layer: nn.Linear, group_size: int) -> bool:
@@ -81,10 +98,14 @@ def pack(q: torch.Tensor) -> torch.Tensor:
 
 
 def unpack(packed: torch.Tensor, out_features: int, in_features: int) -> torch.Tensor:
-    """The inverse of `pack` (uint8 values 0..15): each block of 32 rows is stored column by column,
-    16 bytes per column, rows 0-15 of the block in the low nibbles and rows 16-31 in the high ones."""
-    n, k = out_features, in_features
-    cells = packed.reshape(n // BLOCK_N, k, BLOCK_N // 2)
+    """The inverse of `pack` (uint8 values 0..15): each block of B rows (`block_rows()`) is stored
+    column by column, B/2 bytes per column, the block's first B/2 rows in the low nibbles and the
+    rest in the high ones."""
+    return _unpack(packed, out_features, in_features, block_rows())
+
+
+def _unpack(packed: torch.Tensor, n: int, k: int, rows: int) -> torch.Tensor:
+    cells = packed.reshape(n // rows, k, rows // 2)
     both = torch.cat([cells & 0xF, cells >> 4], -1)  # [N/32, K, 32]
     return both.transpose(1, 2).reshape(n, k)
 
@@ -131,11 +152,11 @@ class Int4Linear(nn.Module):
 
     def dequantized_weight(self) -> torch.Tensor:
         """The fp32 weight, unpacked straight into fp32 (cheaper than `dequantize(unpack(...))`)."""
-        n, k, g = self.out_features, self.in_features, self.group_size
-        cells = self.qweight.reshape(n // BLOCK_N, k, BLOCK_N // 2).transpose(1, 2)
-        out = torch.empty(n // BLOCK_N, BLOCK_N, k)
-        out[:, :BLOCK_N // 2].copy_(cells & 0xF)
-        out[:, BLOCK_N // 2:].copy_(cells >> 4)
+        n, k, g, b = self.out_features, self.in_features, self.group_size, block_rows()
+        cells = self.qweight.reshape(n // b, k, b // 2).transpose(1, 2)
+        out = torch.empty(n // b, b, k)
+        out[:, :b // 2].copy_(cells & 0xF)
+        out[:, b // 2:].copy_(cells >> 4)
         scale = self.scales_zeros[..., 0].t().unsqueeze(-1)
         offset = self.scales_zeros[..., 1].t().unsqueeze(-1) - MID * scale
         groups = out.view(n, k // g, g)

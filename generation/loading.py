@@ -146,6 +146,8 @@ def load_model(path_or_hub_id: str, config: LoadConfig) -> LoadedModel:
         ) from exc
     if config.quantization == "int4":
         _to_int4(model)
+    if config.quantization == "nf4" and device == "cpu":
+        _keep_bnb_cpu_layout(model)
     model.eval()
     return LoadedModel(
         name=Path(path_or_hub_id).name if Path(path_or_hub_id).exists() else path_or_hub_id,
@@ -158,6 +160,17 @@ def load_model(path_or_hub_id: str, config: LoadConfig) -> LoadedModel:
         context_length=context_length(model.config, tokenizer),
         eos_token_ids=eos_token_ids(model, tokenizer),
     )
+
+
+def _keep_bnb_cpu_layout(model: Any) -> None:
+    """bitsandbytes 0.50 re-packs a 4-bit weight into an AVX-512 layout at its first CPU forward,
+    and a LoRA adapter attached after that reads the re-packed weight as if it were not: both the
+    adapter's and the base model's answers turn to noise (tests/generation/test_adapters.py).
+    Keeping the portable layout costs that kernel's speed, which the CPU path does not rely on
+    (RAGTUNE_QUANTIZATION=int4 is the fast 4-bit path on CPU)."""
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
 
 
 def _to_int4(model: Any) -> None:

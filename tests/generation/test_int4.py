@@ -11,6 +11,7 @@ from torch import nn
 
 from generation.int4 import (
     Int4Linear,
+    block_rows,
     dequantize,
     is_int4_kernel_available,
     pack,
@@ -24,11 +25,12 @@ pytestmark = pytest.mark.skipif(not is_int4_kernel_available(),
 
 
 def test_pack_unpack_round_trips() -> None:
-    q = torch.randint(0, 16, (96, 128), generator=torch.Generator().manual_seed(0),
+    n = 3 * block_rows()  # the pack's row blocks: 32 rows with AVX2, 64 with AVX-512
+    q = torch.randint(0, 16, (n, 128), generator=torch.Generator().manual_seed(0),
                       dtype=torch.int32)
     packed = pack(q)
-    assert packed.dtype == torch.uint8 and packed.shape == (96, 64)
-    assert torch.equal(unpack(packed, 96, 128).to(torch.int32), q)
+    assert packed.dtype == torch.uint8 and packed.shape == (n, 64)
+    assert torch.equal(unpack(packed, n, 128).to(torch.int32), q)
 
 
 def test_weights_on_a_4bit_grid_are_kept_exactly() -> None:
@@ -47,14 +49,15 @@ def test_weights_on_a_4bit_grid_are_kept_exactly() -> None:
 @pytest.mark.parametrize("rows", [1, 3, 40])  # 40 > kernel_rows: the de-quantised fp32 path
 def test_forward_matches_dequantised_reference(group_size: int, rows: int) -> None:
     torch.manual_seed(0)
-    layer = nn.Linear(128, 96, bias=True)
+    n = 3 * block_rows()
+    layer = nn.Linear(128, n, bias=True)
     int4 = Int4Linear.from_linear(layer, group_size)
-    reference = dequantize(unpack(int4.qweight, 96, 128), int4.scales_zeros, group_size)
+    reference = dequantize(unpack(int4.qweight, n, 128), int4.scales_zeros, group_size)
     assert torch.allclose(int4.dequantized_weight(), reference, atol=1e-6)
     x = torch.randn(2, rows, 128)
     expected = nn.functional.linear(x, reference, layer.bias)
     got = int4(x)
-    assert got.shape == (2, rows, 96) and got.dtype == torch.float32
+    assert got.shape == (2, rows, n) and got.dtype == torch.float32
     # the packed kernel computes in bf16 (about 3 significant digits); the fp32 path is exact
     tol = 0.05 if 2 * rows <= int4.kernel_rows else 1e-4
     torch.testing.assert_close(got, expected, rtol=tol, atol=tol)
@@ -63,15 +66,16 @@ def test_forward_matches_dequantised_reference(group_size: int, rows: int) -> No
 def test_shapes_the_kernel_cannot_take_are_refused() -> None:
     with pytest.raises(ValueError, match="multiple of group_size"):
         Int4Linear(100, 64, group_size=32)
-    with pytest.raises(ValueError, match="multiple of 32"):
-        Int4Linear(64, 50, group_size=32)
+    with pytest.raises(ValueError, match=f"multiple of {block_rows()}"):
+        Int4Linear(64, block_rows() + 16, group_size=32)
 
 
 def tiny_llama() -> nn.Module:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128,
+    # k and v project to 2 heads x 32 = 64 rows: a whole block of the pack on AVX2 and AVX-512
+    config = LlamaConfig(vocab_size=128, hidden_size=128, intermediate_size=128,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=64, tie_word_embeddings=True)
     return LlamaForCausalLM(config).eval()
