@@ -28,11 +28,24 @@ def test_ask_streams_once_with_a_busy_state_and_citations_that_open(page: Any) -
     asks: list[str] = []
     page.on("request", lambda r: asks.append(r.url) if r.url.endswith("/ask") else None)
     page.fill("#question", QUESTION)
+    # the busy state may come and go before a wait for it starts (a loaded machine): an observer
+    # set up first records whether it showed, and whether Ask was disabled while it did
+    page.evaluate("""() => {
+        window.busy = {seen: false, disabled: true};
+        new MutationObserver(() => {
+            if (document.querySelector("[data-testid=working]")) {
+                window.busy.seen = true;
+                window.busy.disabled &&= document.querySelector(
+                    "#askForm button[type=submit]").disabled;
+            }
+        }).observe(document.body, {childList: true, subtree: true, attributes: true});
+    }""")
     page.dblclick("#askForm button[type=submit]")
     page.press("#question", "Enter")  # a third try while it runs
-    page.wait_for_selector("[data-testid=working]")
-    assert page.is_disabled("#askForm button[type=submit]"), "Ask must be disabled while it works"
-    page.wait_for_selector(".answer.streaming")
+    page.wait_for_selector(".answer.streaming, ol.citations")
+    busy = page.evaluate("window.busy")
+    assert busy["seen"], "a busy state must show while the answer is made"
+    assert busy["disabled"], "Ask must be disabled while it works"
     shot(page, "ask-streaming")
     page.wait_for_selector("ol.citations")
     assert page.is_enabled("#askForm button[type=submit]")
