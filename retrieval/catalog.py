@@ -19,9 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .collection import Collection, CollectionConfig
+from .docstore import Docstore
 from .embedder import Embedder
 from .errors import CollectionExists, CollectionNotFound, EmbedderMismatch, InvalidName
+from .index import backend, fsync_replace
 from .owners import current_owner, owner_gone
+from .reindex import BuiltIndex, build_from_docstore
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 # .new-<owner>-<started, unix s>-<random> (a create) or .deleted-... (a delete being removed)
@@ -111,6 +114,36 @@ class Catalog:
                 f"(dim {coll.config.dim}) but ragtune is running {embedder.name!r} "
                 f"(dim {embedder.dim}); set RAGTUNE_EMBEDDER back or re-ingest into a new collection")
         return coll
+
+    def reindex(self, name: str, index_type: str, queries: int = 200) -> BuiltIndex:
+        """Give collection `name` a new `index_type` index built from its stored embeddings
+        (nothing is re-embedded); what was built, with its recall@10 against exact search. The
+        new index is saved before the collection names it, so a crash leaves the old one in use.
+        Another process with the collection open keeps its old index until it opens it again."""
+        backend(index_type)  # UnknownIndex before any work
+        with self._lock:
+            if not self.exists(name):
+                raise CollectionNotFound(name)
+            coll = self._open.pop(name, None)
+            if coll is not None:
+                coll.close()
+            path = self.root / name
+            config = CollectionConfig(**json.loads((path / "collection.json").read_text()))
+            docstore = Docstore(path / "docstore.sqlite")
+            try:
+                built = build_from_docstore(docstore, config.dim, index_type, queries=queries,
+                                            use_gpu=self._use_gpu)
+            finally:
+                docstore.close()
+            built.index.save(path / backend(index_type).file_name)
+            old = path / backend(config.index_type).file_name
+            config.index_type = index_type
+            tmp = path / "collection.json.tmp"
+            tmp.write_text(config.to_json())
+            fsync_replace(tmp, path / "collection.json")
+            if old != path / backend(index_type).file_name:
+                old.unlink(missing_ok=True)
+        return built
 
     def delete(self, name: str) -> None:
         with self._lock:
