@@ -73,6 +73,8 @@ class TrainConfig:
     val_fraction: float = _help("share of the data held out for eval loss, in [0, 1)", 0.1)
     trainer: str = _help("native (plain PyTorch loop) | hf (transformers.Trainer)", "native")
     train_on: str = _help("assistant (loss on the answers only) | all (every token)", "assistant")
+    packing: bool = _help("lay each micro-batch's examples end to end in rows of the max length "
+                          "(exact masking: no example attends to another), no padding computed", False)
     gradient_checkpointing: bool = _help("recompute activations: less memory, ~30% slower", False)
     num_threads: int = _help("torch CPU threads; 0 = torch's default", 0)
     device: str = _help("auto | cpu | cuda", "auto")
@@ -125,6 +127,8 @@ class TrainConfig:
         if self.init_adapter and self.method not in ("lora", "qlora"):
             raise InvalidConfig(f"--init-adapter continues a LoRA adapter; --method {self.method} "
                                 "cannot start from one")
+        if self.packing and self.method not in ("lora", "qlora", "full"):
+            raise InvalidConfig(f"--packing needs --method lora, qlora or full (not {self.method})")
         if not 0 <= self.mix_share < 1:
             raise InvalidConfig(f"--mix-share {self.mix_share!r} must be in [0, 1)")
         if self.time_budget is not None:

@@ -32,7 +32,7 @@ from .base import (
     prepare_data,
     save_adapter,
 )
-from .batching import collate, eval_batches, plan_batches, supervised_targets
+from .batching import collate, collate_packed, eval_batches, plan_batches, supervised_targets
 from .config import TrainConfig
 from .modeling import build_model, load_tokenizer, resolve_device, trainable_parameters
 from .sizing import parse_duration
@@ -49,10 +49,12 @@ def loss_sum(model: Any, batch: dict[str, Any], fast: bool) -> Any:
     labels = batch["labels"]
     if not fast:
         targets = int((labels[:, 1:] != IGNORE).sum())
-        return model(**batch).loss * targets
+        return model(**batch, use_cache=False).loss * targets
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     body = getattr(base, base.base_model_prefix)
-    hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    masks = {k: batch[k] for k in ("attention_mask", "position_ids") if k in batch}
+    # no cache: with one, transformers does not read packed rows' restarting positions as a mask
+    hidden = body(input_ids=batch["input_ids"], use_cache=False, **masks).last_hidden_state
     shifted = labels[:, 1:]
     keep = shifted != IGNORE
     logits = base.get_output_embeddings()(hidden[:, :-1][keep]).float()
@@ -142,7 +144,9 @@ class _Loop:
         return [self.data.train[i] for i in self._plans[epoch][index]]
 
     def _to_device(self, examples: list[TokenizedExample]) -> dict[str, Any]:
-        return {k: v.to(self.device) for k, v in collate(examples, self.pad_id).items()}
+        batch = collate_packed(examples, self.pad_id, self.config.max_length) \
+            if self.config.packing else collate(examples, self.pad_id)
+        return {k: v.to(self.device) for k, v in batch.items()}
 
     def _step(self, should_stop: StopFn | None = None) -> tuple[float, int] | None:
         """One optimiser step over grad_accum micro-batches: (mean loss per target token, tokens);
@@ -164,7 +168,7 @@ class _Loop:
                 loss = loss_sum(self.model, batch, self.fast)
             (loss / targets).backward()
             total += float(loss.detach())
-            tokens += int(batch["attention_mask"].sum())
+            tokens += sum(len(e.input_ids) for e in examples)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         if self.config.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)

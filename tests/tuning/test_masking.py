@@ -83,3 +83,28 @@ class _Tok:
 def test_template_without_prefix_property_is_refused() -> None:
     with pytest.raises(TuningError, match="train_on='all'"):
         tokenize_example(_Tok(), CHAT[1:3], max_length=64)
+
+
+def test_packed_rows_give_each_example_the_loss_it_has_alone(tokenizer: Any, base_model: Any) -> None:
+    """Packing is exact: the summed loss of examples laid end to end in rows equals their loss
+    padded one to a row (positions restart, no example attends to another)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from tuning.batching import collate, collate_packed, pack_rows
+    from tuning.native import loss_sum
+
+    talks = [[{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+             for q, a in (("Say hello.", "Hello!"), ("Largest planet?", "Jupiter, by far."),
+                          ("Name a colour.", "Blue."), ("Opposite of hot?", "Cold."))]
+    examples = [tokenize_example(tokenizer, t, 256) for t in talks]
+    width = sum(len(e.input_ids) for e in examples[:3])
+    assert len(pack_rows([len(e.input_ids) for e in examples], width)) == 2
+    model = AutoModelForCausalLM.from_pretrained(str(base_model), dtype=torch.float32).eval()
+    pad = int(tokenizer.pad_token_id or 0)
+    with torch.no_grad():
+        padded = loss_sum(model, collate(examples, pad), fast=True)
+        packed = loss_sum(model, collate_packed(examples, pad, width), fast=True)
+        slow = loss_sum(model, collate_packed(examples, pad, width), fast=False)
+    assert float(packed) == pytest.approx(float(padded), rel=1e-4)
+    assert float(slow) == pytest.approx(float(padded), rel=1e-4)
