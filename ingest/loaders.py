@@ -70,7 +70,8 @@ def load_bytes(
     on_page: PageCallback | None = None,
 ) -> list[LoadedDocument]:
     """Read one file's bytes; the extension of `name` picks the format, `name` is the source.
-    A PDF calls `on_page(name, pages read, pages in all)` after each page it reads.
+    A PDF calls `on_page(name, pages read, pages in all)` after each page it reads; a
+    DocumentLoadError raised there stops the read and fails the file with it.
 
     Raises UnsupportedFileType or DocumentLoadError. A .zip is all or nothing here: the first member
     that fails raises; use `iter_bytes` to keep the good members of an archive with a bad one.
@@ -273,7 +274,9 @@ def _load_pdf(source: str, data: bytes, on_page: PageCallback | None = None) -> 
             elif text is not None:
                 warnings.append(f"page {number}: no text (needs OCR)")
             if on_page is not None:
-                on_page(source, number, count)
+                on_page(source, number, count)  # may stop the read by raising DocumentLoadError
+    except DocumentLoadError:
+        raise
     except Exception as exc:
         raise _corrupt_pdf(source, exc) from exc
     if not pages:

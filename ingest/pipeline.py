@@ -27,6 +27,7 @@ from retrieval.embedder import Embedder
 from retrieval.types import ChunkRecord, DocumentRecord
 
 from .chunking import Chunker, ChunkingConfig
+from .errors import DocumentLoadError
 from .loaders import ArchiveLimits, PageCallback, iter_documents
 from .types import FileFailure, LoadedDocument
 
@@ -288,9 +289,11 @@ def ingest_paths(collection: Collection, embedder: Embedder, paths: list[Path],
     once this returns. `metadata` is added to every document's own; `on_result` hears of each
     document when it is done, `on_progress` of a long one about once a second (and of a PDF's
     last page read, always)."""
+    limits = file_limits or FileLimits()
     items = iter_documents(paths, archive_limits=archive_limits or ArchiveLimits(),
-                           on_page=_page_reporter(on_progress, PROGRESS_EVERY_S))
-    pipeline = IngestPipeline.for_collection(collection, embedder, metadata, file_limits)
+                           on_page=_page_guard(_page_reporter(on_progress, PROGRESS_EVERY_S),
+                                               limits.max_seconds, should_stop))
+    pipeline = IngestPipeline.for_collection(collection, embedder, metadata, limits)
     report = pipeline.run(items, on_result=on_result, should_stop=should_stop,
                           on_progress=on_progress)
     collection.settle_keyword_index()
@@ -311,6 +314,29 @@ def _page_reporter(on_progress: Callable[[FileProgress], None] | None,
         if done == total or now - last >= every_s:
             last = now
             on_progress(FileProgress(source, 0, 0, done, total))
+    return on_page
+
+
+def _page_guard(report: PageCallback | None, max_seconds: float,
+                should_stop: Callable[[], bool] | None) -> PageCallback:
+    """A PDF reader's page callback that also stops reading a file once it has taken more than
+    `max_seconds` (the time bound, checked between pages rather than after the whole file, so a
+    PDF of thousands of slow pages does not hold its worker) or once the job is cancelled."""
+    started: dict[str, float] = {}
+
+    def on_page(source: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done <= 1 or source not in started:
+            started[source] = now
+        if report is not None:
+            report(source, done, total)
+        if should_stop is not None and should_stop():
+            raise DocumentLoadError(source, f"reading stopped after {done} of {total} pages: "
+                                            "the job was cancelled")
+        if done < total and now - started[source] > max_seconds:
+            raise DocumentLoadError(source, (
+                f"reading took over {max_seconds:g} s, the limit per file "
+                f"(RAGTUNE_MAX_FILE_SECONDS), after {done:,} of {total:,} pages: not indexed"))
     return on_page
 
 

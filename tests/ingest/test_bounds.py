@@ -155,3 +155,51 @@ def test_a_pdf_reports_its_pages_read_then_all_of_them_while_embedding(tmp_path:
     assert read[0] == (1, 5) and read[-1] == (5, 5)  # the first page, and always the last
     assert all((p.pages_done, p.pages_total) == (5, 5) for p in progress if p.chunks)
     assert coll.documents()[0].pages == 5
+
+
+def _slow_pages(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Every PDF page takes `seconds` to extract, as on a page of thousands of drawing operators."""
+    import pypdf
+
+    extract = pypdf.PageObject.extract_text
+
+    def slow(self: pypdf.PageObject, *args: object, **kwargs: object) -> str:
+        time.sleep(seconds)
+        return extract(self, *args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(pypdf.PageObject, "extract_text", slow)
+
+
+def test_a_slow_pdf_stops_being_read_at_the_time_bound_not_at_its_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    emb = FakeEmbedder()
+    coll = make_collection(tmp_path, emb, chunk_size=16, chunk_overlap=2)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a_slow.pdf").write_bytes(
+        make_pdf([f"Page {i} says pumps move water." for i in range(1, 41)]))
+    (tmp_path / "in" / "b_quick.txt").write_text("Valves stop backflow.")
+    _slow_pages(monkeypatch, 0.05)
+    started = time.monotonic()
+    report = ingest_paths(coll, emb, [tmp_path / "in"], file_limits=FileLimits(max_seconds=0.3))
+    took = time.monotonic() - started
+    slow, quick = report.results
+    assert slow.source == "a_slow.pdf" and slow.status == "failed" and slow.chunks == 0
+    assert slow.error is not None and "RAGTUNE_MAX_FILE_SECONDS" in slow.error
+    assert "of 40 pages" in slow.error, "stopped between pages, saying how far it got"
+    assert took < 40 * 0.05, f"the 40 pages were read whole ({took:.1f} s)"
+    assert (quick.source, quick.status) == ("b_quick.txt", "added")
+    assert [d.source for d in coll.documents()] == ["b_quick.txt"]
+
+
+def test_a_cancel_stops_a_pdf_between_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    emb = FakeEmbedder()
+    coll = make_collection(tmp_path, emb, chunk_size=16, chunk_overlap=2)
+    pdf = tmp_path / "book.pdf"
+    pdf.write_bytes(make_pdf([f"Page {i} says pumps move water." for i in range(1, 41)]))
+    _slow_pages(monkeypatch, 0.02)
+    progress: list[FileProgress] = []
+    asked = time.monotonic()
+    report = ingest_paths(coll, emb, [pdf], on_progress=progress.append,
+                          should_stop=lambda: time.monotonic() - asked > 0.1)
+    assert report.cancelled and coll.documents() == []
+    read = max(p.pages_done or 0 for p in progress)
+    assert read < 40, "the cancel waited for the whole PDF"
