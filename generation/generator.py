@@ -155,6 +155,22 @@ class _Probe:
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
+class _RowLoops:
+    """A stopping criterion for a batch: each row stops once its generated tokens loop (so one
+    looping answer does not keep the whole batch decoding to max_new_tokens)."""
+
+    def __init__(self, prompt_len: int, loop_ngram: int) -> None:
+        self.prompt_len = prompt_len
+        self.loop_ngram = loop_ngram
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        rows = input_ids[:, self.prompt_len:].tolist()
+        return torch.tensor([repeats_ngram(r, self.loop_ngram) for r in rows], dtype=torch.bool,
+                            device=input_ids.device)
+
+
 class _Job:
     """One model.generate call running in a worker thread, streaming decoded text."""
 
@@ -317,7 +333,8 @@ class HFGenerator:
                        adapter: str | None = None) -> list[str]:
         """Greedy answers to several conversations in one left-padded `generate` call (what the
         tuning gate uses: on CPU a batch of 8 decodes several times the tokens/s of one stream).
-        Stop strings cut each answer; no streaming, no stats, no constraint."""
+        Stop strings cut each answer, and a row stops once it loops (sampling.loop_ngram); no
+        streaming, no stats, no constraint."""
         import torch
 
         peft_adapters.check_loaded(self._peft, adapter)
@@ -333,11 +350,15 @@ class HFGenerator:
         pad = eos[0] if pad is None else pad
         ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], dtype=torch.long)
         mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+        from transformers import StoppingCriteriaList
+
+        loops = StoppingCriteriaList([_RowLoops(width, sampling.loop_ngram)] if sampling.loop_ngram else [])
         with self._lock, peft_adapters.selected(self.loaded.model, self._peft, adapter) as model, \
                 torch.no_grad():
             out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                                  max_new_tokens=max_new, eos_token_id=eos, pad_token_id=pad,
-                                 do_sample=False, temperature=None, top_p=None, top_k=None)
+                                 stopping_criteria=loops, do_sample=False, temperature=None,
+                                 top_p=None, top_k=None)
         stops = sampling.stop + (FALLBACK_STOPS if self._fallback else ())
         texts = self.loaded.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
         return ["".join(cut_at_stops(iter([t]), stops)) for t in texts]
