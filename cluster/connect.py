@@ -9,6 +9,8 @@ An address is `HOST:PORT` of a cluster's head (what `ray start --head --port POR
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
+import os
 import socket
 from typing import Any
 
@@ -51,13 +53,31 @@ def connect(address: str, *, num_cpus: int | None = None, timeout_s: float = CON
         raise RayMissing()
     if address != LOCAL:
         check_reachable(address, timeout_s)
+    if address == LOCAL:  # one machine: every Ray process on 127.0.0.1, not the network address
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
         return
     if address == LOCAL:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=runtime_env,
+        # "local": a new instance, even where `ray start` left a cluster running on this machine
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
+        return
+    try:
+        ray.init(address=address, _node_ip_address=_loopback(address), runtime_env=runtime_env,
                  log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=False,
-                 configure_logging=False)
+    except (ConnectionError, ray.exceptions.RayError) as exc:
+        raise ClusterUnreachable(address, f"Ray refused to join: {exc}; a cluster started with token "
+                                 "authentication (Ray's default) needs RAY_AUTH_MODE=token here and "
+                                 "its token in ~/.ray/auth_token or RAY_AUTH_TOKEN") from None
+
+
+def _loopback(address: str) -> str | None:
+    """The head's own address when it is a loopback one (a cluster on this machine, its nodes on
+    127.0.0.x): this process joins as a driver on that node rather than on the network address."""
+    host, _ = split_address(address)
+    try:
+        return host if ipaddress.ip_address(host).is_loopback else None
+    except ValueError:  # a host name
+        return None

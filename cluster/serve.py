@@ -126,7 +126,11 @@ def deploy(build_reader: Callable[[], ASGIApp], build_writer: Callable[[], ASGIA
     cluster this process has joined; returns once they answer."""
     from ray import serve
 
-    serve.start(http_options={"host": config.host, "port": config.port})
+    # a proxy on every node, except when it listens on loopback: the nodes are then on one machine
+    # and would fight over its port (and another machine's loopback is unreachable anyway)
+    local = config.host in ("127.0.0.1", "localhost", "::1")
+    serve.start(proxy_location="HeadOnly" if local else "EveryNode",
+                http_options={"host": config.host, "port": config.port})
     writer: Any = serve.deployment(Writer, name="writer", num_replicas=1,
                                    ray_actor_options={"num_cpus": config.cpus_per_replica})
     reader: Any = serve.deployment(

@@ -21,6 +21,7 @@ from typing import Any
 
 from tuning.base import CHECKPOINTS_DIR, Progress, ProgressFn, StopFn, TrainResult
 from tuning.config import TrainConfig
+from tuning.errors import TuningError
 
 RANKS_DIR = "ranks"
 POLL_S = 0.2
@@ -105,12 +106,24 @@ class RayTrainer:
         self.cpus_per_worker = cpus_per_worker
         self.use_gpu = use_gpu
 
+    def _check_fits(self, free: dict[str, float]) -> None:
+        """TuningError unless the workers fit what the cluster has free now: Ray Train would wait
+        for ever for a placement that cannot happen (serve replicas hold CPUs too)."""
+        wanted = {"CPU": self.workers * self.cpus_per_worker, "GPU": self.workers * self.use_gpu}
+        for resource, amount in wanted.items():
+            if amount and free.get(resource, 0.0) < amount:
+                raise TuningError(
+                    f"{self.workers} training workers need {amount:g} {resource}s but the Ray cluster "
+                    f"has {free.get(resource, 0.0):g} free: lower RAGTUNE_TRAIN_WORKERS, add nodes (or "
+                    "CPUs: `ray start --num-cpus`), or wait for other work to end")
+
     def train(self, config: TrainConfig, on_progress: ProgressFn | None = None,
               should_stop: StopFn | None = None) -> TrainResult:
         import ray
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchTrainer
 
+        self._check_fits(ray.available_resources())
         channel: Any = ray.remote(num_cpus=0)(Channel).remote()
         out = Path(config.output_dir).resolve()
         trainer = TorchTrainer(

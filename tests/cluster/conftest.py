@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,6 @@ def ray_cluster() -> Iterator[None]:
     ray = pytest.importorskip("ray", reason="the [ray] extra is not installed")
     from cluster.connect import LOCAL, connect
 
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     # workers import the tests' own modules (fake embedders) from the checkout
     connect(LOCAL, num_cpus=CPUS, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     yield

@@ -37,3 +37,13 @@ def test_two_ddp_workers_train_and_resume(tiny_base: Path, tiny_data: Path, tmp_
     steps = [line.split()[0] for line in log if line.startswith("step=")]
     assert steps[0] == "step=1/2" and steps[-1] == "step=3/3" and "step=1/3" not in steps, \
         "the resumed run appended to the log, starting after the checkpoint"
+
+
+def test_workers_that_do_not_fit_fail_the_job_at_once(tiny_data: Path, tmp_path: Path) -> None:
+    from cluster.train import RayTrainer
+    from tuning.errors import TuningError
+
+    config = TrainConfig(model=str(tmp_path / "no-model"), data_path=str(tiny_data),
+                         output_dir=str(tmp_path / "run"), trainer="hf", max_steps=1)
+    with pytest.raises(TuningError, match="training workers need 64 CPUs"):
+        RayTrainer(workers=64).train(config)
