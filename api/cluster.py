@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import re
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -142,7 +143,11 @@ def serve_forever(settings: Settings, address: str, replicas: int) -> None:
     """`ragtune serve --cluster`: deploy, then hold the deployments until interrupted."""
     from cluster.serve import shutdown
 
+    def stop(*_: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM (a service manager) stops it as Ctrl-C does
+
     serve(settings, address, replicas)
+    signal.signal(signal.SIGTERM, stop)  # after joining: Ray installs a handler of its own that aborts
     print(f"ragtune: serving {replicas} replica(s) on http://{settings.host}:{settings.port} "
           f"(Ray cluster {address}); Ctrl-C stops them", flush=True)
     try:
