@@ -172,8 +172,12 @@ class AdapterRegistry:
         return self._read(path)
 
     def _read(self, path: Path) -> AdapterRecord:
-        data = json.loads((path / META_FILE).read_text())
-        return AdapterRecord(path=path, **data)
+        try:
+            data = json.loads((path / META_FILE).read_text())
+            return AdapterRecord(path=path, **data)
+        except (OSError, ValueError, TypeError) as exc:  # missing, unreadable, not its record
+            raise AdapterError(f"{path} is not an adapter ragtune can read: its record "
+                               f"{META_FILE} is missing or broken ({exc})") from exc
 
     def delete(self, name: str) -> None:
         """Remove adapter `name`; refused (AdapterInUse) while it is the active one."""

@@ -8,13 +8,14 @@ import pytest
 
 from generation.adapter_registry import (
     HASH_CACHE,
+    META_FILE,
     RESERVED_NAMES,
     AdapterRegistry,
     base_weights_hash,
     tokenizer_fingerprint,
 )
 from generation.adapters import BASE
-from generation.errors import AdapterInUse, AdapterMismatch, AdapterNotFound
+from generation.errors import AdapterError, AdapterInUse, AdapterMismatch, AdapterNotFound
 from tuning.config import TrainConfig
 
 
@@ -121,3 +122,18 @@ def test_active_adapter_cannot_be_deleted(registry: tuple[AdapterRegistry, Path]
     reg.set_active(None)
     reg.delete("support-tone")
     assert reg.list() == []
+
+
+@pytest.mark.parametrize("record", [None, "{not json", '{"name": "x", "surprise": 1}'])
+def test_installing_a_folder_without_a_readable_record_says_so(
+        registry: tuple[AdapterRegistry, Path], tmp_path: Path, record: str | None) -> None:
+    reg, _ = registry
+    folder = tmp_path / "packaged" / "broken"
+    folder.mkdir(parents=True)
+    (folder / "adapter_model.safetensors").write_bytes(b"weights")
+    if record is not None:
+        (folder / META_FILE).write_text(record)
+    with pytest.raises(AdapterError, match="is not an adapter ragtune can read"):
+        reg.install(folder)
+    assert [r.name for r in reg.list()] == ["support-tone"]
+    assert not any(p.name.startswith(".tmp") for p in reg.root.iterdir())
