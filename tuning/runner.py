@@ -53,6 +53,18 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         return ""
 
 
+# OpenMP threads that sleep at a barrier instead of spinning: on this shared 2-core machine, with
+# other processes busy, two spinning threads trained at 15 tokens/s and two passive ones at 66
+# (one thread: 58); README "Runs sized to the data".
+WORKER_THREAD_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def worker_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The worker's environment: `env` (default: this process's) with WORKER_THREAD_ENV where unset."""
+    base = dict(os.environ if env is None else env)
+    return {**WORKER_THREAD_ENV, **base}
+
+
 class TuningRunner:
     """Runs queued jobs from `store` with `command(job) -> argv` as worker processes."""
 
@@ -128,7 +140,7 @@ class TuningRunner:
         run_dir.mkdir(parents=True, exist_ok=True)
         with (run_dir / WORKER_LOG).open("ab") as out:
             self._proc = subprocess.Popen(list(self.command(job)), stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env=self.env,
+                                          stdin=subprocess.DEVNULL, env=worker_env(self.env),
                                           preexec_fn=_die_with_parent if sys.platform == "linux" else None)
             self.store.update(job.id, pid=self._proc.pid)
             code, killed = self._watch(job.id, self._proc)

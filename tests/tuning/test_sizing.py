@@ -97,3 +97,10 @@ def test_a_run_fits_its_steps_to_the_budget_at_the_measured_speed() -> None:
     unbudgeted = _loop(total=60, budget=None)
     _steps(unbudgeted, *[80.0] * 5)
     assert unbudgeted.total == 60
+
+
+def test_workers_get_passive_openmp_threads_unless_told_otherwise() -> None:
+    from tuning.runner import worker_env
+
+    assert worker_env({"PATH": "/bin"}) == {"PATH": "/bin", "OMP_WAIT_POLICY": "PASSIVE"}
+    assert worker_env({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
