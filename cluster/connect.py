@@ -1,7 +1,7 @@
 """Joining a Ray cluster: the address check that turns a wrong address into an error, not a hang.
 
 An address is `HOST:PORT` of a cluster's head (what `ray start --head --port PORT` printed) or
-`local`, a private one-machine Ray started by this process (tests, trying things out). Before
+`local`, a private one-machine Ray started by this process on loopback (tests, trying things out). Before
 `ray.init` is asked to join, the head's port must accept a TCP connection within `timeout_s`:
 `ray.init` itself waits a long time for a head that is not there.
 """
@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
-import os
 import socket
 from typing import Any
 
 from .errors import ClusterUnreachable, RayMissing
 
 LOCAL = "local"
+# the node address of a `local` instance: loopback, but not 127.0.0.1, which Ray replaces by the
+# machine's network address
+LOCAL_NODE_IP = "127.0.0.2"
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -53,8 +55,6 @@ def connect(address: str, *, num_cpus: int | None = None, timeout_s: float = CON
         raise RayMissing()
     if address != LOCAL:
         check_reachable(address, timeout_s)
-    if address == LOCAL:  # one machine: every Ray process on 127.0.0.1, not the network address
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
@@ -62,7 +62,8 @@ def connect(address: str, *, num_cpus: int | None = None, timeout_s: float = CON
     if address == LOCAL:
         # "local": a new instance, even where `ray start` left a cluster running on this machine
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
-                 runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
+                 _node_ip_address=LOCAL_NODE_IP, runtime_env=runtime_env, log_to_driver=False,
+                 configure_logging=False)
         return
     try:
         ray.init(address=address, _node_ip_address=_loopback(address), runtime_env=runtime_env,
