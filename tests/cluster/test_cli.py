@@ -83,3 +83,35 @@ def test_a_tuning_worker_with_a_cluster_trains_through_ray_train(tmp_path: Path)
     assert isinstance(trainer, RayTrainer) and trainer.workers == 3
     assert make_hooks(Settings(data_dir=tmp_path / "data"), corpus,
                       AdapterRegistry(tmp_path / "adapters")).trainer is None
+
+
+@pytest.mark.usefixtures("ray_cluster")
+def test_a_server_with_a_cluster_ingests_uploads_on_it(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import cluster.ingest
+    from api.services import Services
+    from api.settings import Settings
+
+    calls: list[Path] = []
+    real = cluster.ingest.ingest_on_cluster
+
+    def spy(collection, make_embedder, paths, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.extend(paths)
+        return real(collection, make_embedder, paths, *args, **kwargs)
+
+    monkeypatch.setattr(cluster.ingest, "ingest_on_cluster", spy)
+    svc = Services(Settings(data_dir=tmp_path / "data", cluster="local", cluster_workers=1),
+                   embedder=FakeEmbedder())
+    svc.create_collection("kb")
+    worker = svc.ingest_worker
+    job_id, folder = worker.new_job_dir()
+    (folder / "a.md").write_text("# Badges\n\nBadges are renewed every year at the front desk.")
+    worker.submit(job_id, "kb", ["a.md"], {})
+    worker.start()
+    deadline = time.monotonic() + 60
+    while (job := worker.store.get(job_id)) is not None and job.state in ("queued", "running") \
+            and time.monotonic() < deadline:
+        time.sleep(0.1)
+    svc.close()
+    assert job is not None and job.state == "succeeded", job
+    assert calls and calls[0].name == "a.md" and svc.catalog.get("kb").stats()["documents"] == 1
