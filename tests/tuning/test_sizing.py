@@ -89,7 +89,7 @@ def test_a_run_fits_its_steps_to_the_budget_at_the_measured_speed() -> None:
     assert slow.total == 60 and not slow.notes  # three steps measured before deciding
     _steps(slow, 20.0)
     assert slow.total == 30 and "60 -> 30 steps" in slow.notes[0]  # 20 s a step: 30 fit in 600 s
-    _steps(slow, *[5.0] * 12)  # faster again: back up, but never past the plan
+    _steps(slow, *[5.0] * 30)  # faster again: back up, but never past the plan
     assert slow.total == 60
     fast = _loop(total=60, budget=600.0)
     _steps(fast, 30.0, *[5.0] * 5)
