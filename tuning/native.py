@@ -248,7 +248,8 @@ class _Loop:
             return
         per_step = seconds / steps
         fitted = max(st.step + 1, min(self.config.max_steps, int(self.budget_s / per_step)))
-        if abs(fitted - self.total) >= max(3, 0.1 * self.total):  # not every wobble of a shared CPU
+        back_to_plan = fitted == self.config.max_steps != self.total
+        if back_to_plan or abs(fitted - self.total) >= max(3, 0.1 * self.total):  # not every wobble
             self.log.note(f"budget: {self.total} -> {fitted} steps to fit {self.budget_s / 60:g} min "
                           f"at {per_step:.1f} s a step")
             self.total = fitted
