@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .answer_types import STOPWORDS, head_phrase, type_mismatch, words_of
 from .errors import ModelFileError
 from .grounding import LINE, MARKER, Passage, stems
 from .lines import first_piece, passage_lines
@@ -33,114 +34,6 @@ FEATURES = ("best_score", "question_coverage", "answer_line_coverage", "refusal_
 VERIFIED = ("line_verified", "best_verified")  # need a Verifier (generation/verifier.py)
 DEFAULT_MODEL = Path(__file__).with_name("answerability.json")
 
-# What a question asks for, by the answer-type classes of factoid QA (Li & Roth's NUM, DATE and
-# HUM:name): the head noun after the wh-word, or the wh-phrase itself.
-_QUANTITY = frozenset(
-    "number numbers amount count total cost costs price prices fee fees fare charge charges rate "
-    "rates percentage percent proportion share salary wage pay income revenue budget population "
-    "capacity size area length width height depth distance weight mass temperature speed age "
-    "duration volume".split())
-_MEASURES = frozenset("long far old big large tall high deep often fast wide heavy".split())
-_DATE = frozenset("year years date dates day month decade century time".split())
-_GENERIC = frozenset("type types kind kinds sort form forms part parts name names group".split())
-_AUX = frozenset("is are was were will would does do did has have had can could should be the a "
-                 "an 's".split())
-_END = frozenset("of for in on at to by from with does do did is was are were be been that "
-                 "which who when where whose has have had can could will would should "
-                 "than as about after before during".split())
-_TOKEN = re.compile(r"[A-Za-z0-9][\w\'/.-]*[\w]|[A-Za-z0-9]")
-_NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten eleven twelve thirteen "
-                          "fourteen fifteen sixteen seventeen eighteen nineteen twenty thirty "
-                          "forty fifty sixty seventy eighty ninety hundred thousand million "
-                          "billion dozen half single double twice once".split())
-_DATE_WORDS = frozenset("january february march april may june july august september october "
-                        "november december monday tuesday wednesday thursday friday saturday "
-                        "sunday spring summer autumn fall winter century centuries decade "
-                        "bc ad bce ce".split())
-
-
-def _words(text: str) -> list[str]:
-    return [w[:-2] if w.lower().endswith("'s") else w for w in _TOKEN.findall(text)]
-
-
-def head_phrase(question: str) -> tuple[str | None, list[str]]:
-    """(expected answer type, focus words) of a question.
-
-    The type is "number", "date" or "name" where the wh-phrase says so ("how many", "when",
-    "who", "what year", "what is the price of ..."), else None. The focus is the noun phrase the
-    question asks about ("interest rate" in "What interest rate does ..."), with generic heads
-    ("type of", "name of") replaced by their complement.
-    """
-    words = [w.lower() for w in _words(question)]
-    if not words:
-        return None, []
-    wh = next((i for i, w in enumerate(words) if w in ("what", "which", "how", "who", "whom",
-                                                         "whose", "when")), None)
-    if wh is None:
-        return None, []
-    first = words[wh]
-    rest = words[wh + 1:]
-    if first in ("who", "whom", "whose"):
-        return "name", []
-    if first == "when":
-        return "date", []
-    kind: str | None = None
-    if first == "how":
-        if rest[:1] not in (["many"], ["much"]):  # how long/far/old ...: a measure, no focus noun
-            return ("number" if rest[:1] and rest[0] in _MEASURES else None), []
-        kind, rest = "number", rest[1:]  # "how much does ..." has no focus: stop at the verb
-    else:
-        while rest and rest[0] in _AUX:
-            rest = rest[1:]
-    phrase: list[str] = []
-    for w in rest:
-        if w in _END or w in _AUX or len(phrase) == 3:
-            break
-        phrase.append(w)
-    if kind is None and phrase:
-        head = phrase[-1]
-        kind = ("number" if head in _QUANTITY else "date" if head in _DATE
-                else "name" if head in ("name", "names", "called") else None)
-    if phrase and phrase[-1] in _GENERIC:
-        after = rest[len(phrase):]
-        if after[:1] == ["of"]:
-            phrase = []
-            for w in after[1:]:
-                if w in _END or w in _AUX:
-                    if phrase:
-                        break
-                    continue
-                phrase.append(w)
-        else:
-            phrase = phrase[:-1]
-    return kind, [w for w in phrase if w not in _AUX]
-
-
-def type_mismatch(question: str, answer: str) -> float:
-    """1.0 when the question asks for a number, a date or a name and the answer holds none."""
-    kind, _ = head_phrase(question)
-    if kind is None:
-        return 0.0
-    text = MARKER.sub(" ", answer)
-    words = _words(text)
-    lower = [w.lower() for w in words]
-    if kind == "number":
-        found = any(any(c.isdigit() for c in w) for w in words) \
-            or any(part in _NUMBER_WORDS for w in lower for part in w.split("-"))
-    elif kind == "date":
-        found = any(re.fullmatch(r"\d{3,4}s?|\d{1,2}(st|nd|rd|th)|\d+[/.-]\d+([/.-]\d+)?", w)
-                    for w in lower) or any(w in _DATE_WORDS for w in lower)
-    else:
-        asked = {w.lower() for w in _words(question)}
-        found = any(w[0].isupper() and w.lower() not in asked and w.lower() not in _STOPWORDS
-                    for w in words[1:])
-    return 0.0 if found else 1.0
-
-
-_STOPWORDS = frozenset("the a an this that these those it its in on at of for and or but if "
-                       "when where while with by from as".split())
-
-
 def _present(word: str, text: str) -> bool:
     return re.search(rf"(?<![\w]){re.escape(word)}(?![\w])", text) is not None
 
@@ -148,10 +41,10 @@ def _present(word: str, text: str) -> bool:
 def names_in(question: str, text: str) -> float:
     """Share of the question's names and numbers (capitalised words after the first, words with
     digits) that occur in `text`; 1.0 for a question without any."""
-    words = _words(question)
+    words = words_of(question)
     names = {w.lower() for i, w in enumerate(words)
              if (i > 0 and w[0].isupper()) or any(c.isdigit() for c in w)}
-    names -= _STOPWORDS
+    names -= STOPWORDS
     if not names:
         return 1.0
     lower = text.lower()

@@ -10,7 +10,13 @@ the line that best combines:
   2025/26" answers a question about the 2025/26 tariff),
 - `semantic`: the embedder's cosine between question and line,
 - `model`: 1 where the model's own copied answer lies in the line,
-- `retrieval`: the passage's retrieval score.
+- `retrieval`: the passage's retrieval score,
+- `superseded`: 1 where the line's document is an older version of another shown document (the
+  same name but for an earlier year: `tariff_2024.md` beside `tariff_2025.md`) and the question
+  names none of the older one's years, so that the current figure wins a tie with last year's,
+- `kind`: 1 where the line holds the kind of thing the question asks for (a number for "how
+  many", a date or time for "when", a name for "who"; generation/answer_types.py), 0 where it
+  does not or the question asks for no particular kind.
 
 Table rows are shown with their column headers ("Detached house: Annual charge £482.00"), so a row
 read alone still says what its figures are. The weights were chosen on the SQuAD calib split
@@ -25,6 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .answer_types import holds_kind
 from .grounding import LINE, Passage, stems
 
 Embed = Callable[[list[str]], Any]  # texts -> rows of L2-normalised vectors
@@ -40,6 +47,8 @@ class LineWeights:
     semantic: float = 0.5
     model: float = 0.25
     retrieval: float = 1.0
+    kind: float = 0.25
+    superseded: float = 0.5  # subtracted
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,29 @@ def passage_lines(text: str) -> tuple[str, list[str]]:
     return heading, lines
 
 
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d{2}(?!\d)")
+
+
+def superseded(question: str, passages: Sequence[Passage]) -> set[int]:
+    """Numbers of the passages whose document is an older version of another shown one: the same
+    source name once its years are taken out, with a latest year before the other's. A document
+    whose years the question names is never superseded ("the 2024 tariff")."""
+    asked = set(_YEAR.findall(question))
+    latest: dict[str, int] = {}
+    for p in passages:
+        years = [int(y) for y in _YEAR.findall(p.source)]
+        if years:
+            key = _YEAR.sub("#", p.source.lower())
+            latest[key] = max(latest.get(key, 0), max(years))
+    older = set()
+    for p in passages:
+        years = _YEAR.findall(p.source)
+        if years and not asked & set(years) \
+                and max(map(int, years)) < latest[_YEAR.sub("#", p.source.lower())]:
+            older.add(p.n)
+    return older
+
+
 def first_piece(answer: str) -> str:
     """The first copied piece of an answer: before its first marker, comma, semicolon or "and"."""
     return next((part.strip(" .").lower() for part in _CUT.split(answer) if part.strip(" .")), "")
@@ -108,14 +140,17 @@ def rank_lines(question: str, passages: Sequence[Passage], model_answer: str = "
         vectors = embed([question] + [line for _, _, line in found])
         semantic = [float(v @ vectors[0]) for v in vectors[1:]]
     copied = " ".join(model_answer.lower().split())
+    older = superseded(question, passages) if weights.superseded else set()
     ranked = []
     for (p, heading, line), sem in zip(found, semantic, strict=True):
         have = stems(line)
         coverage = len(wanted & have) / len(wanted) if wanted else 0.0
         context = len((wanted - have) & stems(heading)) / len(wanted) if wanted else 0.0
         has_model = bool(copied) and copied in " ".join(line.lower().split())
+        kind = bool(weights.kind) and holds_kind(question, line) is True
         score = (weights.lexical * coverage + weights.heading * context + weights.semantic * sem
-                 + weights.model * has_model + weights.retrieval * p.score)
+                 + weights.model * has_model + weights.retrieval * p.score + weights.kind * kind
+                 - weights.superseded * (p.n in older))
         ranked.append(AnswerLine(n=p.n, text=line, score=score, coverage=coverage, semantic=sem))
     return sorted(ranked, key=lambda a: -a.score)
 

@@ -198,6 +198,10 @@ def test_type_mismatch_flags_an_answer_without_what_the_question_asks_for() -> N
     assert type_mismatch("Who chairs the Board?", "The Board meets every month [1].") == 1.0
     assert type_mismatch("Who chairs the Board?", "The Board is chaired by Priya Oduya [1].") == 0.0
     assert type_mismatch("Where is the depot?", "Nowhere [1].") == 0.0  # no expected type
+    # a clock time, or a time after an event, answers "when" too; a frequency does not
+    assert type_mismatch("At what time does maintenance start?", "Maintenance runs 02:00 to 04:00.") == 0.0
+    assert type_mismatch("When do tokens expire?", "Tokens expire after 90 days [1].") == 0.0
+    assert type_mismatch("When do tokens expire?", "Tokens are made in Settings [1].") == 1.0
 
 
 def test_names_and_focus_are_looked_for_in_the_cited_passages() -> None:

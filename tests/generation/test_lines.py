@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 
 from generation.grounding import REFUSAL, Passage
-from generation.lines import LineWeights, first_piece, passage_lines, rank_lines, shorten
+from generation.lines import (
+    LineWeights,
+    first_piece,
+    passage_lines,
+    rank_lines,
+    shorten,
+    superseded,
+)
 from generation.rag import AskConfig, RagAnswerer
 from retrieval.types import Hit
 from tests.generation.fakes import ScriptedGenerator
@@ -64,6 +71,30 @@ def test_the_model_answer_decides_between_lines_words_cannot_tell_apart() -> Non
     no_model = LineWeights(model=0.0)
     assert rank_lines("When does the gate open?", passages, "8 am", weights=no_model)[0].text \
         .startswith("The north")  # a tie keeps passage order
+
+
+def test_a_line_holding_what_the_question_asks_for_wins_over_one_that_echoes_it() -> None:
+    text = "Researchers report flaws through our bug bounty programme. The largest reward is £5,000."
+    passages = [Passage(n=1, text=text, source="security.txt", page=None, score=0.5)]
+    question = "How much is the largest bug bounty reward?"
+    assert rank_lines(question, passages, weights=LineWeights(kind=0.0))[0].text.startswith("Res")
+    assert "£5,000" in rank_lines(question, passages)[0].text  # "how much" asks for a number
+
+
+def test_last_years_document_gives_way_to_this_years_unless_the_question_names_its_year() -> None:
+    old = Passage(n=1, text="Up to 2 hours: £2.80.", source="parking_charges_2024.md", page=None,
+                  score=0.5)
+    new = Passage(n=2, text="Up to 2 hours: £3.20.", source="parking_charges_2025.md", page=None,
+                  score=0.5)
+    other = Passage(n=3, text="Visiting is 14:00 to 18:00.", source="visiting.html", page=None,
+                    score=0.4)
+    assert superseded("What does parking cost?", [old, new, other]) == {1}
+    assert superseded("What did parking cost in 2024?", [old, new, other]) == set()
+    assert superseded("What does parking cost?", [old, other]) == set()  # no newer one shown
+    question = "How much is parking for up to 2 hours?"
+    assert rank_lines(question, [old, new])[0].n == 2
+    assert rank_lines(question, [old, new], weights=LineWeights(superseded=0.0))[0].n == 1  # a tie
+    assert rank_lines("How much was parking for up to 2 hours in 2024?", [old, new])[0].n == 1
 
 
 def test_the_embedder_adds_meaning() -> None:

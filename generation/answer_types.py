@@ -1,0 +1,132 @@
+"""What a question asks for, and whether a text holds it.
+
+A factoid question asks for a number ("how many", "what is the price of ..."), a date ("when",
+"what year") or a name ("who"), by the answer-type classes of factoid QA (Li & Roth's NUM, DATE and
+HUM:name). An answer line that holds nothing of the kind asked cannot be the answer: the line
+ranking (generation/lines.py) prefers lines that hold it, and the answerability classifier
+(generation/answerability.py) reads its absence from the answer as a sign the question is not
+answered.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .grounding import MARKER
+
+# What a question asks for, by the answer-type classes of factoid QA (Li & Roth's NUM, DATE and
+# HUM:name): the head noun after the wh-word, or the wh-phrase itself.
+_QUANTITY = frozenset(
+    "number numbers amount count total cost costs price prices fee fees fare charge charges rate "
+    "rates percentage percent proportion share salary wage pay income revenue budget population "
+    "capacity size area length width height depth distance weight mass temperature speed age "
+    "duration volume".split())
+_MEASURES = frozenset("long far old big large tall high deep often fast wide heavy".split())
+_DATE = frozenset("year years date dates day month decade century time".split())
+_GENERIC = frozenset("type types kind kinds sort form forms part parts name names group".split())
+_AUX = frozenset("is are was were will would does do did has have had can could should be the a "
+                 "an 's".split())
+_END = frozenset("of for in on at to by from with does do did is was are were be been that "
+                 "which who when where whose has have had can could will would should "
+                 "than as about after before during".split())
+_TOKEN = re.compile(r"[A-Za-z0-9][\w\'/.-]*[\w]|[A-Za-z0-9]")
+_NUMBER_WORDS = frozenset("one two three four five six seven eight nine ten eleven twelve thirteen "
+                          "fourteen fifteen sixteen seventeen eighteen nineteen twenty thirty "
+                          "forty fifty sixty seventy eighty ninety hundred thousand million "
+                          "billion dozen half single double twice once".split())
+_DATE_WORDS = frozenset("january february march april may june july august september october "
+                        "november december monday tuesday wednesday thursday friday saturday "
+                        "sunday spring summer autumn fall winter century centuries decade "
+                        "bc ad bce ce".split())
+
+
+def words_of(text: str) -> list[str]:
+    return [w[:-2] if w.lower().endswith("'s") else w for w in _TOKEN.findall(text)]
+
+
+def head_phrase(question: str) -> tuple[str | None, list[str]]:
+    """(expected answer type, focus words) of a question.
+
+    The type is "number", "date" or "name" where the wh-phrase says so ("how many", "when",
+    "who", "what year", "what is the price of ..."), else None. The focus is the noun phrase the
+    question asks about ("interest rate" in "What interest rate does ..."), with generic heads
+    ("type of", "name of") replaced by their complement.
+    """
+    words = [w.lower() for w in words_of(question)]
+    if not words:
+        return None, []
+    wh = next((i for i, w in enumerate(words) if w in ("what", "which", "how", "who", "whom",
+                                                         "whose", "when")), None)
+    if wh is None:
+        return None, []
+    first = words[wh]
+    rest = words[wh + 1:]
+    if first in ("who", "whom", "whose"):
+        return "name", []
+    if first == "when":
+        return "date", []
+    kind: str | None = None
+    if first == "how":
+        if rest[:1] not in (["many"], ["much"]):  # how long/far/old ...: a measure, no focus noun
+            return ("number" if rest[:1] and rest[0] in _MEASURES else None), []
+        kind, rest = "number", rest[1:]  # "how much does ..." has no focus: stop at the verb
+    else:
+        while rest and rest[0] in _AUX:
+            rest = rest[1:]
+    phrase: list[str] = []
+    for w in rest:
+        if w in _END or w in _AUX or len(phrase) == 3:
+            break
+        phrase.append(w)
+    if kind is None and phrase:
+        head = phrase[-1]
+        kind = ("number" if head in _QUANTITY else "date" if head in _DATE
+                else "name" if head in ("name", "names", "called") else None)
+    if phrase and phrase[-1] in _GENERIC:
+        after = rest[len(phrase):]
+        if after[:1] == ["of"]:
+            phrase = []
+            for w in after[1:]:
+                if w in _END or w in _AUX:
+                    if phrase:
+                        break
+                    continue
+                phrase.append(w)
+        else:
+            phrase = phrase[:-1]
+    return kind, [w for w in phrase if w not in _AUX]
+
+
+def type_mismatch(question: str, answer: str) -> float:
+    """1.0 when the question asks for a number, a date or a name and the answer holds none."""
+    return 1.0 if holds_kind(question, answer) is False else 0.0
+
+
+_CLOCK = re.compile(r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2}\s?[ap]\.?m\b", re.IGNORECASE)
+_RELATIVE = re.compile(r"\b(?:after|within|before|until|by|in)\s+(?:\d[\d,.]*|[a-z]+)\s+"
+                       r"(?:working\s+)?(?:minute|hour|day|week|month|year)s?\b", re.IGNORECASE)
+
+
+def holds_kind(question: str, text: str) -> bool | None:
+    """Whether `text` holds the kind of thing `question` asks for (a number, a date or time, a
+    name); None when the question asks for no particular kind."""
+    kind, _ = head_phrase(question)
+    if kind is None:
+        return None
+    text = MARKER.sub(" ", text)
+    words = words_of(text)
+    lower = [w.lower() for w in words]
+    if kind == "number":
+        return any(any(c.isdigit() for c in w) for w in words) \
+            or any(part in _NUMBER_WORDS for w in lower for part in w.split("-"))
+    if kind == "date":  # a date, a clock time, or a time relative to an event ("after 90 days")
+        return any(re.fullmatch(r"\d{3,4}s?|\d{1,2}(st|nd|rd|th)|\d+[/.-]\d+([/.-]\d+)?", w)
+                   for w in lower) or any(w in _DATE_WORDS for w in lower) \
+            or _CLOCK.search(text) is not None or _RELATIVE.search(text) is not None
+    asked = {w.lower() for w in words_of(question)}
+    return any(w[0].isupper() and w.lower() not in asked and w.lower() not in STOPWORDS
+               for w in words[1:])
+
+
+STOPWORDS = frozenset("the a an this that these those it its in on at of for and or but if "
+                       "when where while with by from as".split())
