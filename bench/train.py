@@ -7,7 +7,10 @@ output layer is left out: the native loop computes it only at the supervised (an
 Memory bound: the fp32 weights (block parameters plus the tied embedding), the least a step can hold;
 ratio = bound / peak process memory.
 Reference (TRL SFTTrainer, LoRA r16, fp32, batch 8, length 256, same machine): 22 s/step, 42 tokens/s,
-9.7 GB peak.
+9.7 GB peak. `lora:packing` lays each batch's 8 examples end to end in rows of 256 (exact masking).
+Each method runs in its own process with the tuning worker's thread settings (OMP_WAIT_POLICY=PASSIVE,
+tuning/runner.py), and each row records the 1-minute load average at its end: this 2-core machine is
+shared.
 
     python -m bench.train [--steps 4] [--methods lora qlora]
 """
@@ -26,19 +29,22 @@ from .common import SHARED, require, write
 DATA = SHARED / "instruct" / "alpaca_en_demo.json"
 
 
-def one(method: str, steps: int, data_dir: Path) -> dict[str, object]:
+def one(variant: str, steps: int, data_dir: Path) -> dict[str, object]:
     from api.settings import Settings
     from generation.models import ModelRegistry, resolve_model
     from tuning.config import TrainConfig
     from tuning.trainer import NativeTrainer
 
     model = resolve_model(Settings().generator, ModelRegistry(data_dir / "models"))
+    method, _, option = variant.partition(":")
     with tempfile.TemporaryDirectory() as out:
         config = TrainConfig(model=model, data_path=str(DATA), output_dir=out, method=method,
                              batch_size=8, grad_accum=1, max_steps=steps, model_max_length=256,
-                             eval_steps=10_000, val_fraction=0.05, num_threads=0)
+                             eval_steps=10_000, val_fraction=0.05, num_threads=0,
+                             packing=option == "packing")
         result = NativeTrainer().train(config)
-    return {"method": method, "steps": result.steps, "seconds": round(result.seconds, 1),
+    load = Path("/proc/loadavg").read_text().split()[0]
+    return {"method": variant, "load": load, "steps": result.steps, "seconds": round(result.seconds, 1),
             "s_per_step": round(result.seconds / max(result.steps, 1), 2),
             "train_tokens": result.train_tokens, "tokens_per_s": round(result.tokens_per_s, 1),
             "peak_rss_mb": round(result.peak_rss_mb, 0), "train_loss": result.train_loss}
@@ -47,7 +53,8 @@ def one(method: str, steps: int, data_dir: Path) -> dict[str, object]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--steps", type=int, default=4)
-    p.add_argument("--methods", nargs="+", default=["lora", "qlora"])
+    p.add_argument("--methods", nargs="+", default=["lora", "lora:packing", "qlora"],
+                   help="lora, qlora, full; ':packing' packs each micro-batch into rows")
     p.add_argument("--data-dir", type=Path, default=Path("/tmp/ragtune-kbdev"))
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -55,6 +62,8 @@ def main() -> None:
     if args.one:
         print(json.dumps(one(args.one, args.steps, args.data_dir)))
         return
+    from tuning.runner import worker_env
+
     from . import bounds
 
     bound = bounds.measure()
@@ -73,7 +82,8 @@ def main() -> None:
     for method in args.methods:
         out = subprocess.run([sys.executable, "-m", "bench.train", "--one", method, "--steps",
                               str(args.steps), "--data-dir", str(args.data_dir)],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True,
+                             env=worker_env(None))  # the threads a tuning worker runs with
         row = json.loads(out.stdout.strip().splitlines()[-1])
         row["bound_tokens_per_s"] = round(bound_tps, 1)
         row["ratio"] = round(float(row["tokens_per_s"]) / bound_tps, 3)  # type: ignore[arg-type]

@@ -50,7 +50,8 @@ class TrainConfig:
     block_size: int | None = _help("truncation length when set (no packing), else model_max_length")
     lora_r: int = _help("LoRA rank", 16)
     lora_alpha: int = _help("LoRA scaling numerator (scale = alpha / r)", 32)
-    lora_dropout: float = _help("dropout on the LoRA input", 0.05)
+    lora_dropout: float = _help("dropout on the LoRA input; 0 lets peft skip a copy of every LoRA "
+                                "layer's input (bench.train: 159 against 122 tokens/s at 0.05)", 0.0)
     target_modules: str = _help("'all-linear' or comma-separated module names", "all-linear")
     num_virtual_tokens: int = _help("virtual tokens, for prefix and prompt tuning", 20)
     init_adapter: str | None = _help("start from this LoRA adapter (a directory; over a job: a "

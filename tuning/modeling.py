@@ -85,6 +85,16 @@ def peft_config(config: TrainConfig) -> Any:
     return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=config.num_virtual_tokens)
 
 
+def _continued(config: TrainConfig) -> Any:
+    """The saved adapter's own config, with this run's dropout (its speed is this run's choice)."""
+    from peft import PeftConfig
+
+    saved = PeftConfig.from_pretrained(str(config.init_adapter))
+    if hasattr(saved, "lora_dropout"):
+        saved.lora_dropout = config.lora_dropout
+    return saved
+
+
 def build_model(config: TrainConfig, device: str) -> Any:
     """The trainable model of `config`: a peft model, or the base itself for full fine-tuning."""
     import torch
@@ -107,7 +117,8 @@ def build_model(config: TrainConfig, device: str) -> Any:
 
     try:
         if config.init_adapter:  # train a served adapter further (its own rank and targets)
-            model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+            model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True,
+                                              config=_continued(config))
         else:
             model = get_peft_model(model, peft_config(config))
     except (ValueError, TypeError, NotImplementedError, OSError) as exc:

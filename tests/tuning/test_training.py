@@ -158,10 +158,12 @@ def test_a_run_continues_a_served_adapter_with_mixed_in_examples(
                            for i in range(10)))
     result = NativeTrainer().train(tiny_config(base_model, tiny_data, tmp_path / "run", max_steps=1,
                                                init_adapter=str(lora_dirs[0]), mix_path=str(mix),
-                                               mix_share=0.5, val_fraction=0.25))
+                                               mix_share=0.5, val_fraction=0.25,
+                                               lora_dropout=0.1))
     assert result.adapter_dir is not None
     saved = json.loads((result.adapter_dir / "adapter_config.json").read_text())
     assert saved["r"] == 4 and sorted(saved["target_modules"]) == ["q_proj", "v_proj"]
+    assert saved["lora_dropout"] == 0.1  # this run's dropout, not the served adapter's (0)
     assert (result.data["train_examples"], result.data["val_examples"]) == (12, 2)  # 6 own + 6 mixed
     before = load_file(str(lora_dirs[0] / "adapter_model.safetensors"))
     after = load_file(str(result.adapter_dir / "adapter_model.safetensors"))
