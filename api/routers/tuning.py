@@ -85,7 +85,8 @@ def job_out(job: TuningJob, data_dir: Path) -> TuningJobOut:
         progress=round(job.step / job.total_steps, 4) if job.total_steps else 0.0,
         loss=job.loss, eval_loss=job.eval_loss, tokens_per_s=job.tokens_per_s, eta_s=job.eta_s,
         epoch=job.epoch, error=without_data_dir(job.error, data_dir) if job.error else None,
-        result=_relative(job.result, data_dir), plan=_relative(spec.plan, data_dir), pid=job.pid, attempts=job.attempts,
+        result=_relative(job.result, data_dir), plan=_relative(spec.plan, data_dir), pid=job.pid,
+        attempts=job.attempts,
         cancel_requested=job.cancel_requested, resume=job.resume, resumable=job.resumable,
         created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
         updated_at=job.updated_at)

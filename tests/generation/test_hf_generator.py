@@ -142,7 +142,8 @@ def test_int8_loads_and_generates_on_cpu(imported_model: ImportedModel) -> None:
 def test_a_batch_answers_like_one_stream_each(imported_model: ImportedModel) -> None:
     """generate_batch (the tuning gate's) left-pads a batch; each row is the greedy answer alone
     (in fp32: bf16's rounding differs with the padded shape)."""
-    hf_generator = HFGenerator(load_model(str(imported_model.path), LoadConfig(quantization="fp32", device="cpu")))
+    fp32 = LoadConfig(quantization="fp32", device="cpu")
+    hf_generator = HFGenerator(load_model(str(imported_model.path), fp32))
     sampling = SamplingConfig(max_new_tokens=8, stop=("\n",))
     short = [{"role": "user", "content": "Say hi."}]
     long = [{"role": "user", "content": "Name the largest planet of the solar system, please."}]
