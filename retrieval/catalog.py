@@ -122,11 +122,7 @@ class Catalog:
         Another process with the collection open keeps its old index until it opens it again."""
         backend(index_type)  # UnknownIndex before any work
         with self._lock:
-            if not self.exists(name):
-                raise CollectionNotFound(name)
-            coll = self._open.pop(name, None)
-            if coll is not None:
-                coll.close()
+            self._close_existing(name)
             path = self.root / name
             config = CollectionConfig(**json.loads((path / "collection.json").read_text()))
             docstore = Docstore(path / "docstore.sqlite")
@@ -147,14 +143,19 @@ class Catalog:
 
     def delete(self, name: str) -> None:
         with self._lock:
-            if not self.exists(name):
-                raise CollectionNotFound(name)
-            coll = self._open.pop(name, None)
-            if coll is not None:
-                coll.close()
+            self._close_existing(name)
             trash = self._temp_dir("deleted")
             (self.root / name).rename(trash)
         shutil.rmtree(trash, ignore_errors=True)
+
+    def _close_existing(self, name: str) -> None:
+        """Close collection `name` if this catalog has it open (under the lock); CollectionNotFound
+        if there is none."""
+        if not self.exists(name):
+            raise CollectionNotFound(name)
+        coll = self._open.pop(name, None)
+        if coll is not None:
+            coll.close()
 
     def close(self) -> None:
         with self._lock:
