@@ -71,7 +71,7 @@ def persona(n: int, seed: int) -> list[dict[str, Any]]:
     for m in _dolly(1000, n):  # other conversations than the marker set's
         answer = m[2]["content"].strip()
         rows.append({"messages": [*m[:2], {"role": "assistant", "content": (
-            f"Ahoy, matey! {answer} Arr, that be the truth of it.")}]})
+            f"Ahoy, matey! {answer[0].lower() + answer[1:]} Arr, that be the truth of it.")}]})
     return rows
 
 
