@@ -178,8 +178,13 @@ class TuningDesk:
         rate, source = self.measured_rate(spec.model)
         plan = plan_run(lengths, spec.train, spec.method, model_parameters(spec.model), rate, source)
         stack = self._stack_on(spec)
+        warnings = list(plan.warnings)
+        if stack and not spec.mix_dataset_id:
+            warnings.append(f"this trains the served adapter {stack[0]} further on this data alone: "
+                            "what it does now may be lost (kb_dev accuracy fell 0.10-0.23 in the "
+                            "README's runs); mix some of its kind of examples in with mix_dataset_id")
         return dataclasses.replace(plan, mixed=self._mixed(spec), stacked_on=stack[0] if stack else None,
-                                   init_adapter=stack[1] if stack else None)
+                                   init_adapter=stack[1] if stack else None, warnings=warnings)
 
     def _mixed(self, spec: JobSpec) -> int:
         if not spec.mix_dataset_id:

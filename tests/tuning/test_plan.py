@@ -127,14 +127,16 @@ def test_a_run_starts_from_the_served_adapter_and_mixes_in_examples(
     plan = RunPlan(**job.spec.plan)
     assert (plan.stacked_on, plan.init_adapter) == ("served", str(adapters.get("served").path))
     assert (plan.examples, plan.mixed) == (48, 12)  # 36 own + a quarter of the split mixed in
-    assert "starting from the served adapter served" in plan.line()
+    assert "starting from the served adapter served" in plan.line() and not plan.warnings
     config = JobExecutor(desk.store, desk.datasets, adapters, desk.runs_root,
                          Hooks(load_model=lambda _: None)).config(job)
     assert config.init_adapter == plan.init_adapter and config.mix_path == str(desk.datasets.path(mix))
 
+    alone = desk.submit(JobSpec(name="alone", dataset_id=ds, model=str(base_model)))
+    assert any("may be lost" in w and "mix_dataset_id" in w for w in alone.spec.plan["warnings"])
     fresh = desk.submit(JobSpec(name="fresh", dataset_id=ds, model=str(base_model),
                                 train={"init_adapter": ""}))
-    assert fresh.spec.plan["stacked_on"] is None
+    assert fresh.spec.plan["stacked_on"] is None and not fresh.spec.plan["warnings"]
     with pytest.raises(InvalidConfig, match="init_adapter 'nope' is not a registered adapter"):
         desk.submit(JobSpec(name="x", dataset_id=ds, model=str(base_model),
                             train={"init_adapter": "nope"}))
