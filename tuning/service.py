@@ -181,7 +181,7 @@ class TuningDesk:
         warnings = list(plan.warnings)
         if stack and not spec.mix_dataset_id:
             warnings.append(f"this trains the served adapter {stack[0]} further on this data alone: "
-                            "what it does now may be lost (kb_dev accuracy fell 0.10-0.23 in the "
+                            "what it does now may be lost (kb_dev accuracy fell 0.10-0.27 in the "
                             "README's runs); mix some of its kind of examples in with mix_dataset_id")
         return dataclasses.replace(plan, mixed=self._mixed(spec), stacked_on=stack[0] if stack else None,
                                    init_adapter=stack[1] if stack else None, warnings=warnings)
