@@ -30,6 +30,7 @@ from .routers import (
     metrics,
     openai_compat,
     search,
+    tasks,
     tuning,
 )
 from .services import Services
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(BrowserGuard, hosts=policy.guard_hosts, origins=policy.guard_origins)
     errors.install(app)
     routers = [m.router for m in (collections, documents, jobs, search, ask, openai_compat, evals,
-                                  tuning, classifiers, adapters, metrics)] + [jobs.legacy]
+                                  tuning, classifiers, tasks, adapters, metrics)] + [jobs.legacy]
     for router in routers:
         app.include_router(router)
 

@@ -50,6 +50,8 @@ def needs(method: str, path: str) -> tuple[str, str | None] | None:
     if path.startswith(("/v1/adapters", "/v1/classifiers")):
         reading = method in SAFE or path.endswith("/predict")
         return ("read", None) if reading else ("admin", None)
+    if path.startswith("/v1/tasks"):  # a task run reads the collection it names: checked there
+        return "read", None
     if path.startswith(("/v1/ingest-jobs", "/v1/jobs", "/v1/evals", "/v1/models")) \
             or path in READ_POSTS:
         return ("read", None) if method in SAFE or path in READ_POSTS else ("write", None)

@@ -340,9 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_eval.add_parser(sub)
 
-    from . import cli_classifiers, cli_keys, cli_recipe, cli_synth, cli_tune
+    from . import cli_classifiers, cli_keys, cli_recipe, cli_synth, cli_tasks, cli_tune
 
     cli_classifiers.add_parser(sub)
+    cli_tasks.add_parser(sub)
     cli_tune.add_parser(sub, cli_synth.add_generate_data_parser, cli_recipe.add_parser)
     cli_keys.add_parser(sub)
 

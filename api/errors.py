@@ -38,6 +38,7 @@ from retrieval.errors import (
     InvalidSearch,
     UnknownIndex,
 )
+from tasks.errors import TaskError, TaskNotFound
 from tuning.errors import (
     ClassifierMismatch,
     ClassifierNotFound,
@@ -84,6 +85,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (DatasetNotFound, 404, "not_found"),
     (JobStateError, 409, "conflict"),
     (ClassifierNotFound, 404, "classifier_not_found"),
+    (TaskNotFound, 404, "task_not_found"),
     (ClassifierMismatch, 409, "embedder_mismatch"),
     (ModelNotFound, 404, "model_not_found"),
     (CollectionExists, 409, "conflict"),
@@ -96,6 +98,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (UnknownIndex, 422, "invalid"),
     (InvalidConfig, 422, "invalid"),
     (InvalidRequest, 422, "invalid"),
+    (TaskError, 422, "invalid"),
     (BadRequest, 422, "invalid"),
     (IngestError, 422, "ingest_error"),
     (PromptTooLong, 422, "prompt_too_long"),

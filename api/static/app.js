@@ -4,10 +4,11 @@ import {$, $$, apiKey, onSubmit, setApiKey, showError} from "./core.js";
 import {initAnswers} from "./answer.js";
 import {initKb, loadCollections} from "./kb.js";
 import {initModels, loadAdapters, loadEvals} from "./models.js";
+import {initTasks, loadTasks} from "./tasks.js";
 import {initTuning, loadTuning} from "./tune.js";
 
 const LOADERS = {
-  ask: loadAdapters, adapters: loadAdapters, tuning: loadTuning, evals: loadEvals,
+  ask: loadAdapters, adapters: loadAdapters, tuning: loadTuning, evals: loadEvals, tasks: loadTasks,
 };
 
 const fail = (err) => showError($("#globalError"), err);
@@ -53,6 +54,7 @@ function init() {
   initAnswers();
   initTuning();
   initModels();
+  initTasks();
   showWho();
   const first = location.hash.slice(1);
   show(first && document.getElementById(`tab-${first}`) ? first : "ask");
