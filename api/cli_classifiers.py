@@ -30,6 +30,8 @@ def add_parser(subparsers: Any) -> None:
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("-C", type=float, default=1.0, help="inverse regularisation strength")
     t.add_argument("--overwrite", action="store_true", help="replace a classifier of that name")
+    t.add_argument("--trainer", choices=["sklearn", "keras"], default="sklearn",
+                   help="fit the head with scikit-learn (default) or Keras 3 on torch")
     t.set_defaults(func=cmd_train)
 
     p = csub.add_parser("predict", help="label one or more texts")
@@ -55,7 +57,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     svc = _services(settings)
     record = train_and_register(args.name, args.data_path, svc.embedder, svc.classifiers,
                                 args.text_column, args.label_column, args.seed, args.val_fraction,
-                                args.C, overwrite=args.overwrite)
+                                args.C, overwrite=args.overwrite, trainer=args.trainer)
     print(f"trained {record.name}: labels {', '.join(record.labels)}")
     print(json.dumps(record.metrics, indent=2))
     return 0

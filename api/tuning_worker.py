@@ -69,7 +69,8 @@ def make_hooks(settings: Settings, corpus: Corpus, adapters: AdapterRegistry) ->
                                     ClassifierRegistry(settings.data_dir / "classifiers"),
                                     text_column=options.get("text_column", "text"),
                                     label_column=job.spec.label_column, seed=options.get("seed", 42),
-                                    val_fraction=options.get("val_fraction", 0.2))
+                                    val_fraction=options.get("val_fraction", 0.2),
+                                    trainer=options.get("trainer", "sklearn"))
         return dict(getattr(record, "metrics", {}) or {})
 
     trainer = None

@@ -109,6 +109,9 @@ class TrainConfig:
                                 f"{self.method} trains on an unquantised base (use --quantization none)")
 
     def _check_choices(self) -> None:
+        if self.trainer == "keras":
+            raise InvalidConfig("--trainer keras trains linear probes (--method linear_probe) only: "
+                                "LoRA on the generator trains with native or hf")
         choices = {"method": METHODS, "quantization": QUANTIZATIONS, "trainer": TRAINERS,
                    "train_on": TRAIN_ON, "device": DEVICES, "format": ("auto", *FORMATS)}
         for name, allowed in choices.items():

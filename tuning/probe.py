@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -154,26 +155,37 @@ def _split(labels: list[str], val_fraction: float, seed: int) -> tuple[np.ndarra
 
 
 def train_probe(texts: list[str], labels: list[str], embedder: Embedder, val_fraction: float = 0.2,
-                seed: int = 42, C: float = 1.0, max_iter: int = 1000) -> tuple[Probe, dict[str, Any]]:
-    """Fit the head on `1 - val_fraction` of the data; metrics on both parts, with the baseline
-    of always answering the training set's most frequent label."""
-    from sklearn.linear_model import LogisticRegression
+                seed: int = 42, C: float = 1.0, max_iter: int = 1000,
+                trainer: str = "sklearn") -> tuple[Probe, dict[str, Any]]:
+    """Fit the head on `1 - val_fraction` of the data with `trainer` (tuning/probe_fit.py: sklearn
+    or keras); metrics on both parts, with the baseline of always answering the training set's most
+    frequent label."""
     from sklearn.metrics import accuracy_score, f1_score
+
+    from .probe_fit import SklearnFitter, head_fitter
 
     if len(texts) != len(labels):
         raise ValueError(f"{len(texts)} texts for {len(labels)} labels")
     if C <= 0:
         raise InvalidConfig(f"C {C!r} must be > 0")
+    fitter = SklearnFitter(max_iter=max_iter) if trainer == "sklearn" else head_fitter(trainer)
     train, val = _split(labels, val_fraction, seed)
     y = np.array(labels, dtype=object)
-    if len(set(y[train])) < 2:
+    classes = sorted(set(y[train]))
+    if len(classes) < 2:
         raise DatasetError("the training part holds one class only: add examples of the others or "
                            "lower the validation fraction")
     x = embedder.embed_batch(list(texts))
-    model = LogisticRegression(C=C, max_iter=max_iter, random_state=seed).fit(x[train], y[train])
-    probe = Probe.from_sklearn(model, embedder.name)
+    index = {label: i for i, label in enumerate(classes)}
+    started = time.perf_counter()
+    coef, intercept = fitter.fit(x[train], np.array([index[label] for label in y[train]]),
+                                 len(classes), C, seed)
+    fit_seconds = time.perf_counter() - started
+    probe = Probe(labels=tuple(str(c) for c in classes), coef=coef, intercept=intercept,
+                  embedder=embedder.name, dim=int(coef.shape[1]))
     majority = Counter(y[train]).most_common(1)[0][0]
-    metrics: dict[str, Any] = {"n_train": len(train), "n_val": len(val), "C": C,
+    metrics: dict[str, Any] = {"n_train": len(train), "n_val": len(val), "C": C, "trainer": fitter.name,
+                               "fit_seconds": round(fit_seconds, 3),
                                "n_per_class": dict(sorted(Counter(labels).items())),
                                "majority_label": majority}
     for part, idx in (("train", train), ("val", val)):
@@ -266,11 +278,12 @@ class ClassifierRegistry:
 def train_and_register(name: str, data_path: str | Path, embedder: Embedder,
                        registry: ClassifierRegistry, text_column: str = "text",
                        label_column: str = "label", seed: int = 42, val_fraction: float = 0.2,
-                       C: float = 1.0, overwrite: bool = False) -> ClassifierRecord:
+                       C: float = 1.0, overwrite: bool = False,
+                       trainer: str = "sklearn") -> ClassifierRecord:
     """Read `data_path`, train a probe and save it as `name` (checked before any training)."""
     check_name(name)
     if not overwrite and (registry.root / name).exists():
         raise TuningError(f"classifier {name!r} already exists; delete it or pass overwrite")
     texts, labels = load_labelled(data_path, text_column, label_column)
-    probe, metrics = train_probe(texts, labels, embedder, val_fraction, seed, C)
+    probe, metrics = train_probe(texts, labels, embedder, val_fraction, seed, C, trainer=trainer)
     return registry.save(name, probe, metrics, dataset_hash(data_path), overwrite=overwrite)

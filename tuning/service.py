@@ -26,7 +26,7 @@ UNSERVED = ("prefix", "prompt")
 
 JOB_METHODS = (*METHODS, PROBE)
 RESERVED = ("model", "data_path", "valid_path", "output_dir", "name", "method", "resume", "mix_path")
-PROBE_OPTIONS = ("text_column", "seed", "val_fraction")
+PROBE_OPTIONS = ("text_column", "seed", "val_fraction", "trainer")
 
 
 class TuningDesk:
@@ -213,7 +213,11 @@ class TuningDesk:
             raise InvalidConfig(f"a linear probe takes only {', '.join(PROBE_OPTIONS)} as options, "
                                 f"not {', '.join(unknown)}")
         from .probe import load_labelled
+        from .probe_fit import PROBE_TRAINERS
 
+        if spec.train.get("trainer", "sklearn") not in PROBE_TRAINERS:
+            raise InvalidConfig(f"a linear probe's trainer {spec.train['trainer']!r} must be one of "
+                                f"{', '.join(PROBE_TRAINERS)}")
         path = self._dataset(spec.dataset_id, "labelled", "dataset")
         load_labelled(path, text_column=spec.train.get("text_column", "text"),
                       label_column=spec.label_column)
