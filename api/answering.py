@@ -16,11 +16,11 @@ def answering_config(settings: Settings, adapter: str | None,
                      classifier: AnswerabilityModel | None, k: int = 5,
                      max_new_tokens: int | None = None, temperature: float = 0.0,
                      mode: str = "zero_shot", examples: tuple[Example, ...] = (),
-                     answer_style: str | None = None) -> AskConfig:
+                     answer_style: str | None = None, strict: bool | None = None) -> AskConfig:
     """How `adapter` (None: the base) answers, as Settings say. The answerability `classifier`
     applies only to the adapter and answer style it was fitted with (its features are that model's
     confidences and that style's line ranking); other adapters and styles, and the base, answer
-    without it."""
+    without it. `strict` (None: RAGTUNE_REFUSE_UNGROUNDED) refuses an answer that is not grounded."""
     style = answer_style or settings.answer_style
     if classifier is not None and not classifier.fits(adapter or BASE, style):
         classifier = None
@@ -28,7 +28,7 @@ def answering_config(settings: Settings, adapter: str | None,
                      temperature=temperature, mode=mode, examples=examples,
                      min_score=settings.min_score, focus_sentences=settings.focus_sentences,
                      support_threshold=settings.support_threshold,
-                     refuse_ungrounded=settings.refuse_ungrounded,
+                     refuse_ungrounded=settings.refuse_ungrounded if strict is None else strict,
                      span_decoding=settings.span_decoding, answer_style=style,
                      answerability=classifier, adapter=adapter)
 

@@ -26,6 +26,7 @@ from .routers import (
     collections,
     documents,
     evals,
+    guard,
     jobs,
     metrics,
     openai_compat,
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(BrowserGuard, hosts=policy.guard_hosts, origins=policy.guard_origins)
     errors.install(app)
     routers = [m.router for m in (collections, documents, jobs, search, ask, openai_compat, evals,
-                                  tuning, classifiers, tasks, adapters, metrics)] + [jobs.legacy]
+                                  tuning, classifiers, tasks, guard, adapters, metrics)] + [jobs.legacy]
     for router in routers:
         app.include_router(router)
 

@@ -233,7 +233,7 @@ def cmd_adapters(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     options = {"k": args.k, "max_new_tokens": args.max_new_tokens, "mode": args.mode,
-               "answer_style": args.answer_style}
+               "answer_style": args.answer_style, "strict": args.strict}
     client = connect(args, settings)
     items = (client.ask_stream(args.collection, args.question, **options) if client is not None
              else _ask_here(args, settings, options))
@@ -258,18 +258,41 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         print(f"  [{c.n}] {c.source}{page}")
     flags = f"refused={answer.refused} grounded={answer.grounded} support={answer.support_score}"
     print(f"  ({flags})")
+    if answer.screening is not None and answer.screening.flagged:
+        print(f"  (screen: {screening_line(answer)})")
     return 0
+
+
+def screening_line(answer: AskResponse) -> str:
+    """What the offensive-text screen found, for people: which side, its score and action."""
+    s = answer.screening
+    if s is None:
+        return "off"
+    said = [f"{side} flagged ({v.score:.2f}{', ' + ', '.join(v.terms) if v.terms else ''})"
+            for side, v in (("question", s.question), ("answer", s.answer))
+            if v is not None and v.flagged]
+    return f"{'; '.join(said) or 'nothing flagged'}; action {s.action}" + \
+        (", text changed" if s.changed else "")
 
 
 def _ask_here(args: argparse.Namespace, settings: Settings,
               options: dict[str, Any]) -> Iterator[str | AskResponse]:
     from generation.rag import Answer
+    from guardrails.policy import Screening
 
     from .routers.ask import answer_out
 
     svc = _services(settings)
-    for item in svc.ask_stream(args.collection, args.question, svc.ask_config(**options)):
-        yield answer_out(item) if isinstance(item, Answer) else item
+    final, screening = None, None
+    for item in svc.screened_ask(args.collection, args.question, svc.ask_config(**options)):
+        if isinstance(item, Answer):
+            final = item
+        elif isinstance(item, Screening):
+            screening = item
+        else:
+            yield item
+    if final is not None:
+        yield answer_out(final, screening)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="span: the model's words; line: the sentence or table row holding the "
                         "answer (default: RAGTUNE_ANSWER_STYLE)")
     a.add_argument("--stream", action="store_true", help="print tokens as they come")
+    a.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
+                   help="refuse an answer that is not grounded (default: RAGTUNE_REFUSE_UNGROUNDED)")
     a.add_argument("--json", action="store_true")
     add_server_options(a)
     a.set_defaults(func=cmd_ask)
@@ -339,6 +364,10 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_eval
 
     cli_eval.add_parser(sub)
+
+    from . import cli_guard
+
+    cli_guard.add_parser(sub)
 
     from . import cli_classifiers, cli_keys, cli_recipe, cli_synth, cli_tasks, cli_tune
 

@@ -27,6 +27,7 @@ from generation.errors import (
     ModelNotFound,
     PromptTooLong,
 )
+from guardrails.errors import ScreenError
 from ingest.errors import IngestError, UnsupportedFileType
 from retrieval.errors import (
     CollectionExists,
@@ -106,6 +107,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (TuningError, 422, "tuning_error"),
     (AdapterError, 422, "adapter_error"),
     (GenerationError, 503, "generator_unavailable"),
+    (ScreenError, 503, "screen_unavailable"),
 ]
 
 

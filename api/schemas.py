@@ -160,6 +160,26 @@ class AskRequest(Strict):
     answer_style: Literal["span", "line"] | None = Field(
         None, description="span: the model's own words; line: the sentence or table row holding "
                           "the answer; default: RAGTUNE_ANSWER_STYLE")
+    strict: bool | None = Field(None, description="strict mode: refuse an answer that is not "
+                                "grounded instead of returning it; default: "
+                                "RAGTUNE_REFUSE_UNGROUNDED")
+
+
+class VerdictOut(BaseModel):
+    flagged: bool = Field(..., description="the score reached the screen's threshold")
+    score: float = Field(..., description="probability that the text is offensive, in [0, 1]")
+    terms: list[str] = Field(..., description="listed offensive words found in the text")
+
+
+class ScreeningOut(BaseModel):
+    action: str = Field(..., description="RAGTUNE_SCREEN: flag | refuse | redact")
+    screen: str = Field(..., description="the screen that judged: a probe's name, or wordlist")
+    flagged: bool = Field(..., description="the question or the answer was flagged")
+    changed: bool = Field(..., description="the question was redacted or refused, or the answer "
+                          "shown differs from the one generated")
+    question: VerdictOut | None
+    answer: VerdictOut | None = Field(..., description="null when no answer was screened "
+                                      "(a refusal)")
 
 
 class CitationOut(BaseModel):
@@ -184,6 +204,9 @@ class AskResponse(BaseModel):
     passages: int = Field(..., description="passages given to the model")
     adapter: str | None = Field(None, description="the adapter that generated the answer; null: "
                                 "the base model (or the model was not called)")
+    screening: ScreeningOut | None = Field(None, description="the offensive-text screen's verdicts "
+                                           "on the question and the answer; null when "
+                                           "RAGTUNE_SCREEN is off")
 
 
 class AdapterOut(BaseModel):

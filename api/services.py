@@ -24,6 +24,8 @@ from generation.grounding import Example
 from generation.rag import Answer, AskConfig, RagAnswerer
 from generation.serving import ServingModel
 from generation.verifier import CrossEncoderVerifier
+from guardrails.policy import Guard, Screening
+from guardrails.serving import ServedScreen, open_screen
 from ingest.jobs import IngestWorker
 from ingest.pipeline import IngestReport, ingest_paths
 from retrieval.embedder import Embedder
@@ -69,6 +71,7 @@ class Services(Corpus):
         self._classifiers: ClassifierRegistry | None = None
         self._answerability: AnswerabilityModel | None = None
         self._verifier: CrossEncoderVerifier | None = None
+        self._screen: ServedScreen | None = None
 
     def _ingest_recipe(self) -> Callable[..., IngestReport]:
         """How upload jobs ingest: here, or on RAGTUNE_CLUSTER (Ray imported only then)."""
@@ -100,13 +103,14 @@ class Services(Corpus):
     def ask_config(self, k: int = 5, max_new_tokens: int | None = None,
                    temperature: float = 0.0, mode: str = "zero_shot",
                    examples: tuple[Example, ...] = (), adapter: str | None = None,
-                   answer_style: str | None = None) -> AskConfig:
-        """`adapter` as a request gives it: a name, "base", or None for the active adapter."""
+                   answer_style: str | None = None, strict: bool | None = None) -> AskConfig:
+        """`adapter` as a request gives it: a name, "base", or None for the active adapter;
+        `strict` None: RAGTUNE_REFUSE_UNGROUNDED."""
         return answering_config(
             self.settings, self.serving.adapter_for(adapter),
             self.answerability_model() if self.settings.answerability else None,
             k=k, max_new_tokens=max_new_tokens, temperature=temperature, mode=mode,
-            examples=examples, answer_style=answer_style)
+            examples=examples, answer_style=answer_style, strict=strict)
 
     def answerability_model(self) -> AnswerabilityModel:
         """The answerability classifier (read once): RAGTUNE_ANSWERABILITY_MODEL or the packaged."""
@@ -132,6 +136,44 @@ class Services(Corpus):
             flt: SearchFilter | None = None) -> Answer:
         hits = self.search(name, question, config.k, flt)
         return self.answerer(config).answer(question, hits, config)
+
+    def served_screen(self) -> ServedScreen:
+        """The offensive-text screen (built once): RAGTUNE_SCREEN_CLASSIFIER or the packaged probe."""
+        registry, embedder = self.classifiers, self.embedder  # each takes the lock itself
+        with self._lock:
+            if self._screen is None:
+                self._screen = open_screen(embedder, self.settings.screen_threshold, registry,
+                                           self.settings.screen_classifier)
+            return self._screen
+
+    def guard(self) -> Guard | None:
+        """What RAGTUNE_SCREEN does with offensive questions and answers; None when off."""
+        if self.settings.screen == "off":
+            return None
+        return Guard(self.served_screen().screen, self.settings.screen)
+
+    def screened_ask(self, name: str, question: str, config: AskConfig,
+                     flt: SearchFilter | None = None) -> Iterator[str | Answer | Screening]:
+        """`ask_stream` behind the screen: ends with a `Screening` unless RAGTUNE_SCREEN is off."""
+        guard = self.guard()
+        if guard is None:
+            return self.ask_stream(name, question, config, flt)
+        return guard.stream(question, lambda q: self.ask_stream(name, q, config, flt))
+
+    def screened_chat(self, messages: Messages, sampling: SamplingConfig,
+                      adapter: str | None) -> Iterator[str | Answer | Screening]:
+        """`chat_stream` behind the screen, which reads the last user message as the question."""
+        guard = self.guard()
+        last = next((i for i in range(len(messages) - 1, -1, -1)
+                     if messages[i]["role"] == "user"), None)
+        if guard is None or last is None:
+            return self.chat_stream(messages, sampling, adapter)
+
+        def chat(question: str) -> Iterator[str]:
+            asked = [*messages[:last], {**messages[last], "content": question}, *messages[last + 1:]]
+            return self.chat_stream(asked, sampling, adapter)
+
+        return guard.stream(messages[last]["content"], chat, grounded=False)
 
     def answerer(self, config: AskConfig) -> RagAnswerer:
         return RagAnswerer(lambda: self.serving.generator_for(config.adapter),

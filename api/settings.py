@@ -84,6 +84,14 @@ class Settings(BaseSettings):
                                   "default: the packaged one (generation/verifier.py)")
     support_threshold: float = Field(0.5, ge=0, le=1, description="an answer is `grounded` when "
                                      "this share of its words occurs in the cited passages")
+    screen: Literal["off", "flag", "refuse", "redact"] = Field(
+        "flag", description="offensive-text screen of questions and answers (guardrails/): flag "
+                            "(report the verdict), refuse (answer with a refusal), redact (mask "
+                            "the offending words or sentences), or off")
+    screen_threshold: float = Field(0.5, gt=0, le=1, description="probability of `offensive` at "
+                                    "which the screen flags a text")
+    screen_classifier: str = Field("", description="a classifier in the data dir to screen with "
+                                   "(`ragtune guard train` writes one); empty = the packaged probe")
     openai_base_url: str = Field("", description="OpenAI-compatible API root that writes synthetic "
                                  "training data, e.g. https://api.openai.com/v1 (empty = the local "
                                  "generator)")

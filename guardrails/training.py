@@ -6,9 +6,9 @@ toxic-comment-collection download their data at run time), so the labelled set i
 ragtune: `data/offensive_en.jsonl`, 241 English sentences labelled `offensive` or `clean`, each
 with its kind (insults, profanity, threats, hateful generalisations, harassment; knowledge-base
 questions and answers, innocent uses of alarming words, complaints without abuse). A stratified
-part is held out; the probe trains on the rest plus short sentences made from the
-`better-profanity` word list (MIT), and precision and recall are measured on the held-out part
-only, beside the word list alone and either of the two.
+part is held out; the probe trains on the rest, plus, when asked, ordinary text labelled clean
+(`clean`) and short sentences made from the `better-profanity` word list (MIT), and precision and
+recall are measured on the held-out part only, beside the word list alone and either of the two.
 """
 
 from __future__ import annotations

@@ -9,23 +9,41 @@ from fastapi.responses import StreamingResponse
 
 from generation.grounding import Example
 from generation.rag import Answer
+from guardrails.policy import Screening
+from guardrails.screen import Verdict
 from retrieval.types import SearchFilter
 
 from .. import sse
 from ..deps import ServicesDep
-from ..schemas import AskRequest, AskResponse, CitationOut
+from ..schemas import AskRequest, AskResponse, CitationOut, ScreeningOut, VerdictOut
 
 router = APIRouter(prefix="/v1/collections/{name}", tags=["ask"])
 
 
-def answer_out(answer: Answer) -> AskResponse:
+def verdict_out(verdict: Verdict | None) -> VerdictOut | None:
+    if verdict is None:
+        return None
+    return VerdictOut(flagged=verdict.flagged, score=verdict.score, terms=list(verdict.terms))
+
+
+def screening_out(screening: Screening | None) -> ScreeningOut | None:
+    if screening is None:
+        return None
+    return ScreeningOut(action=screening.action, screen=screening.screen,
+                        flagged=screening.flagged, changed=screening.changed,
+                        question=verdict_out(screening.question),
+                        answer=verdict_out(screening.answer))
+
+
+def answer_out(answer: Answer, screening: Screening | None = None) -> AskResponse:
     return AskResponse(
         answer=answer.answer, refused=answer.refused, grounded=answer.grounded,
         support_score=answer.support_score, answerable_score=answer.answerable_score,
         refusal_reason=answer.refusal_reason,
         passages=len(answer.passages), adapter=answer.adapter,
         citations=[CitationOut(n=c.n, doc_id=c.doc_id, source=c.source, page=c.page,
-                               chunk_id=c.chunk_id, text=c.text) for c in answer.citations])
+                               chunk_id=c.chunk_id, text=c.text) for c in answer.citations],
+        screening=screening_out(screening))
 
 
 def _filter(body: AskRequest) -> SearchFilter | None:
@@ -43,18 +61,33 @@ def ask(name: str, body: AskRequest, services: ServicesDep) -> AskResponse | Str
     config = services.ask_config(
         k=body.k, max_new_tokens=body.max_new_tokens, temperature=body.temperature,
         mode=body.mode, examples=tuple(Example(e.question, e.answer) for e in body.examples),
-        adapter=body.adapter, answer_style=body.answer_style)
-    items = services.ask_stream(name, body.question, config, _filter(body))
+        adapter=body.adapter, answer_style=body.answer_style, strict=body.strict)
+    items = services.screened_ask(name, body.question, config, _filter(body))
     if not body.stream:
-        final = [i for i in items if isinstance(i, Answer)]
-        return answer_out(final[-1])
-
-    def events(items: Iterator[str | Answer]) -> Iterator[str]:
+        final: Answer | None = None
+        screening: Screening | None = None
         for item in items:
             if isinstance(item, Answer):
-                yield sse.event("done", answer_out(item).model_dump())
+                final = item
+            elif isinstance(item, Screening):
+                screening = item
+        if final is None:
+            raise RuntimeError("the answer stream ended without its Answer")
+        return answer_out(final, screening)
+
+    def events(items: Iterator[str | Answer | Screening]) -> Iterator[str]:
+        # the Screening, when the screen is on, comes right after the Answer: hold the Answer
+        final: Answer | None = None
+        screening: Screening | None = None
+        for item in items:
+            if isinstance(item, Answer):
+                final = item
+            elif isinstance(item, Screening):
+                screening = item
             else:
                 yield sse.event("token", {"text": item})
+        if final is not None:
+            yield sse.event("done", answer_out(final, screening).model_dump())
 
     return sse.stream(events(sse.primed(items)),
                       lambda exc: sse.event("error", {"error": "generation_failed",

@@ -2,8 +2,10 @@
 
 `model` in a chat request names either a collection (answered with retrieval and citations, the
 last user message being the question) or the generator itself (plain chat). An extra `adapter`
-field picks the adapter ("base" for none; default: the active one); the adapter that answered is
-reported in the extra `ragtune` field, which plain chat with the base model leaves out.
+field picks the adapter ("base" for none; default: the active one), and `strict` refuses an
+ungrounded answer; the adapter that answered and the offensive-text screen's verdicts (see
+guardrails/) are reported in the extra `ragtune` field, which plain chat with the base model and
+no screen leaves out.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pydantic import BaseModel, Field
 
 from generation.generator import SamplingConfig
 from generation.rag import Answer
+from guardrails.policy import Screening
 
 from .. import sse
 from ..deps import ServicesDep
 from ..errors import BadRequest, Forbidden, NotFound
 from ..services import Services
-from .ask import answer_out
+from .ask import answer_out, screening_out
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -44,6 +47,8 @@ class ChatRequest(BaseModel):
     top_p: float = Field(1.0, gt=0, le=1)
     adapter: str | None = Field(None, max_length=64, description="ragtune extension: adapter to "
                                 "answer with; \"base\" for none; default: the active adapter")
+    strict: bool | None = Field(None, description="ragtune extension, for a collection: refuse an "
+                                "answer that is not grounded; default: RAGTUNE_REFUSE_UNGROUNDED")
 
 
 class EmbeddingRequest(BaseModel):
@@ -67,7 +72,10 @@ def _completion(cid: str, model: str, text: str, usage: dict[str, int],
     return {**body, **({"ragtune": extra} if extra else {})}
 
 
-def _pieces(services: Services, body: ChatRequest) -> tuple[Iterator[str | Answer], str | None]:
+Piece = str | Answer | Screening
+
+
+def _pieces(services: Services, body: ChatRequest) -> tuple[Iterator[Piece], str | None]:
     """The answer's pieces, and the adapter answering (None: the base model)."""
     max_new = body.max_completion_tokens or body.max_tokens or services.settings.max_new_tokens
     if services.catalog.exists(body.model):
@@ -75,8 +83,8 @@ def _pieces(services: Services, body: ChatRequest) -> tuple[Iterator[str | Answe
         if not question:
             raise BadRequest("a chat request to a collection needs a user message (the question)")
         config = services.ask_config(max_new_tokens=max_new, temperature=body.temperature,
-                                     adapter=body.adapter)
-        return services.ask_stream(body.model, question, config), config.adapter
+                                     adapter=body.adapter, strict=body.strict)
+        return services.screened_ask(body.model, question, config), config.adapter
     if body.model != services.settings.generator:
         raise NotFound(f"model {body.model!r} is neither a collection nor the generator "
                        f"({services.settings.generator!r}); GET /v1/models lists them")
@@ -84,13 +92,18 @@ def _pieces(services: Services, body: ChatRequest) -> tuple[Iterator[str | Answe
                               top_p=body.top_p)
     messages = [m.model_dump() for m in body.messages]
     adapter = services.serving.adapter_for(body.adapter)
-    return services.chat_stream(messages, sampling, adapter), adapter
+    return services.screened_chat(messages, sampling, adapter), adapter
 
 
-def _extra(answer: Answer | None, adapter: str | None) -> dict[str, Any] | None:
+def _extra(answer: Answer | None, adapter: str | None,
+           screening: Screening | None) -> dict[str, Any] | None:
     if answer is not None:
-        return answer_out(answer).model_dump()
-    return {"adapter": adapter} if adapter is not None else None
+        return answer_out(answer, screening).model_dump()
+    out: dict[str, Any] = {"adapter": adapter} if adapter is not None else {}
+    shown = screening_out(screening)
+    if shown is not None:
+        out["screening"] = shown.model_dump()
+    return out or None
 
 
 @router.post("/chat/completions", response_model=None)
@@ -102,24 +115,29 @@ def chat_completions(body: ChatRequest, services: ServicesDep,
         raise Forbidden(f"key {key.name!r} may not read collection {body.model!r}")
     items, adapter = _pieces(services, body)
     if not body.stream:
-        text, answer = "", None
+        text, answer, screening = "", None, None
         for item in items:
             if isinstance(item, Answer):
                 text, answer = item.answer, item
+            elif isinstance(item, Screening):
+                screening = item
             else:
                 text += item
         return _completion(cid, body.model, text, _usage(services, body, text),
-                           _extra(answer, adapter))
+                           _extra(answer, adapter, screening))
 
-    def events(items: Iterator[str | Answer]) -> Iterator[str]:
+    def events(items: Iterator[Piece]) -> Iterator[str]:
         yield sse.event(None, _chunk(cid, body.model, {"role": "assistant", "content": ""}, None))
-        answer = None
+        answer, screening = None, None
         for item in items:
             if isinstance(item, Answer):
                 answer = item
+            elif isinstance(item, Screening):
+                screening = item
             else:
                 yield sse.event(None, _chunk(cid, body.model, {"content": item}, None))
-        yield sse.event(None, _chunk(cid, body.model, {}, "stop", _extra(answer, adapter)))
+        yield sse.event(None, _chunk(cid, body.model, {}, "stop",
+                                     _extra(answer, adapter, screening)))
         yield sse.event(None, "[DONE]")
 
     return sse.stream(events(sse.primed(items)), lambda exc: sse.event(

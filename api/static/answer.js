@@ -41,7 +41,19 @@ function flagsHtml(d) {
     parts.push(pill(`answered by ${d.adapter || "the base model"}`));
     parts.push(pill(`${d.passages} passage${d.passages === 1 ? "" : "s"} read`));
   }
+  parts.push(screeningPill(d.screening));
   return parts.join("");
+}
+
+/** The offensive-text screen's verdict: which side it flagged, its score and what was done. */
+export function screeningPill(s) {
+  if (!s) return pill("screen: off", "", "RAGTUNE_SCREEN is off: questions and answers are not screened");
+  const how = `screen ${s.screen}, action ${s.action}`;
+  if (!s.flagged) return pill("screened: not offensive", "good", how);
+  const sides = [["question", s.question], ["answer", s.answer]].filter(([, v]) => v && v.flagged)
+    .map(([side, v]) => `${side} ${fmt(v.score, 2)}${v.terms.length ? ` (${v.terms.join(", ")})` : ""}`);
+  const done = s.changed ? (s.action === "redact" ? "; redacted" : "; refused") : "";
+  return pill(`offensive: ${sides.join(", ")}${done}`, "bad", how);
 }
 
 /** Render the final (`done`) answer into `box`: refusal as a refusal, citations that open. */
@@ -49,7 +61,9 @@ export function renderDone(box, d) {
   box.innerHTML = "";
   const answer = html(`<div class="answer${d.refused ? " refusal" : ""}" data-testid="answer"></div>`);
   if (d.refused) {
-    answer.innerHTML = `<strong>No answer from these documents.</strong>\n${esc(d.answer)}`
+    const offensive = (d.refusal_reason || "").startsWith("offensive_");
+    const head = offensive ? "Screened as offensive." : "No answer from these documents.";
+    answer.innerHTML = `<strong>${head}</strong>\n${esc(d.answer)}`
       + (d.refusal_reason ? `\n<span class="meta">Why: ${esc(d.refusal_reason)}</span>` : "");
   } else {
     answer.innerHTML = answerHtml(d.answer, d.citations);
@@ -95,6 +109,7 @@ function askBody(form) {
   const body = {question: f.get("question").trim(), k: Number(f.get("k") || 5)};
   if (f.get("adapter")) body.adapter = f.get("adapter");
   if (f.get("answer_style")) body.answer_style = f.get("answer_style");
+  if (f.get("strict")) body.strict = true;
   return body;
 }
 

@@ -12,7 +12,8 @@ async function loadDatasets() {
   body.innerHTML = list.length ? "" : `<tr><td colspan="6" class="meta">No dataset yet.</td></tr>`;
   for (const d of list) {
     const row = html(`<table><tr><td class="src">${esc(d.filename)}</td><td>${esc(d.kind)}</td><td>${esc(d.format)}</td>
-      <td>${d.records}</td><td><code>${esc(d.id)}</code></td><td><button type="button" class="small danger">Delete</button></td></tr></table>`).querySelector("tr");
+      <td>${d.records}</td><td><code>${esc(d.id)}</code></td><td><button type="button" class="small screen" title="screen every text for offensive content before training">Screen</button> <button type="button" class="small danger">Delete</button></td></tr></table>`).querySelector("tr");
+    row.querySelector(".screen").onclick = (e) => screenDataset(d, e.target);
     row.querySelector(".danger").onclick = async (e) => {
       e.target.disabled = true;
       try { await api(`/v1/tuning/datasets/${d.id}`, {method: "DELETE"}); await loadDatasets(); }
@@ -26,6 +27,19 @@ async function loadDatasets() {
   pick.innerHTML = train.length ? train.map((d) => `<option value="${esc(d.id)}">${esc(d.filename)} (${d.records} ${esc(d.kind)})</option>`).join("")
     : `<option value="">upload a dataset first</option>`;
   if (train.some((d) => d.id === was)) pick.value = was;
+}
+
+/** Screen a stored dataset for offensive text (POST /v1/guard/datasets/{id}) into #datasetOut. */
+async function screenDataset(d, button) {
+  const out = $("#datasetOut");
+  button.disabled = true;
+  try {
+    const r = await api(`/v1/guard/datasets/${d.id}`, {method: "POST"});
+    const rows = r.flagged.slice(0, 50).map((f) => `<tr><td>${f.line}</td><td>${esc(f.field)}</td><td>${fmt(f.score, 2)}</td><td class="src">${esc(f.text)}</td></tr>`).join("");
+    out.innerHTML = `<p class="meta" data-testid="screening">${esc(d.filename)}: ${r.flagged_records} of ${r.records} records flagged as offensive (${r.texts} texts, screen ${esc(r.screen)})</p>`
+      + (rows ? `<div class="scroll"><table class="problems"><thead><tr><th>line</th><th>field</th><th>score</th><th>text</th></tr></thead><tbody>${rows}</tbody></table></div>` : "");
+  } catch (err) { showError($("#jobsError"), err); }
+  button.disabled = false;
 }
 
 function problemsTable(problems) {

@@ -142,7 +142,9 @@ def test_openai_chat_completions_over_a_collection(client: TestClient) -> None:
 def test_openai_plain_chat_unknown_model_embeddings_models(client: TestClient) -> None:
     msgs = [{"role": "user", "content": "tell me about the blue pump"}]
     body = client.post("/v1/chat/completions", json={"model": "scripted", "messages": msgs}).json()
-    assert "ragtune" not in body and body["choices"][0]["message"]["content"]
+    assert body["choices"][0]["message"]["content"]
+    # plain chat with the base model names no adapter; the offensive-text screen's verdicts stay
+    assert set(body.get("ragtune", {})) == {"screening"}
     r = client.post("/v1/chat/completions", json={"model": "gpt-4", "messages": msgs})
     assert r.status_code == 404 and "GET /v1/models" in r.json()["detail"]
     emb = client.post("/v1/embeddings", json={"model": "fake-bow", "input": ["a", "b c"]}).json()
