@@ -113,9 +113,9 @@ def test_chat_and_stream_name_the_adapter(client: TestClient, services: Services
     chat = {"model": model, "max_tokens": 6,
             "messages": [{"role": "user", "content": "Name three colours of the rainbow."}]}
     base = client.post("/v1/chat/completions", json=chat).json()
-    assert "ragtune" not in base
+    assert set(base.get("ragtune", {})) == {"screening"}, "no adapter named; the screen's verdicts"
     tuned = client.post("/v1/chat/completions", json={**chat, "adapter": "tone"}).json()
-    assert tuned["ragtune"] == {"adapter": "tone"} and tuned["model"] == model
+    assert tuned["ragtune"]["adapter"] == "tone" and tuned["model"] == model
     assert (tuned["choices"][0]["message"]["content"]
             != base["choices"][0]["message"]["content"])
 
