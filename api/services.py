@@ -143,7 +143,8 @@ class Services(Corpus):
         with self._lock:
             if self._screen is None:
                 self._screen = open_screen(embedder, self.settings.screen_threshold, registry,
-                                           self.settings.screen_classifier)
+                                           self.settings.screen_classifier,
+                                           self.settings.screen_wordlist)
             return self._screen
 
     def guard(self) -> Guard | None:

@@ -92,6 +92,8 @@ class Settings(BaseSettings):
                                     "which the screen flags a text")
     screen_classifier: str = Field("", description="a classifier in the data dir to screen with "
                                    "(`ragtune guard train` writes one); empty = the packaged probe")
+    screen_wordlist: bool = Field(False, description="also flag any text holding a word of the "
+                                  "better-profanity list (more recall, less precision)")
     openai_base_url: str = Field("", description="OpenAI-compatible API root that writes synthetic "
                                  "training data, e.g. https://api.openai.com/v1 (empty = the local "
                                  "generator)")

@@ -183,7 +183,7 @@ class AnyScreen:
             raise ScreenError("AnyScreen needs at least one screen")
         self.screens = list(screens)
         self.name = "+".join(s.name for s in self.screens)
-        self.threshold = 0.5
+        self.threshold = self.screens[0].threshold
 
     def check_batch(self, texts: list[str]) -> list[Verdict]:
         each = [s.check_batch(texts) for s in self.screens]

@@ -14,7 +14,7 @@ from retrieval.embedder import Embedder
 from tuning.errors import ClassifierMismatch
 from tuning.probe import ClassifierRecord, ClassifierRegistry
 
-from .screen import ProbeScreen, Screen, WordListScreen, better_profanity_words
+from .screen import AnyScreen, ProbeScreen, Screen, WordListScreen, better_profanity_words
 from .training import PACKAGED, PACKAGED_NAME
 
 
@@ -30,9 +30,9 @@ def packaged_registry() -> ClassifierRegistry:
 
 
 def open_screen(embedder: Embedder, threshold: float, registry: ClassifierRegistry | None = None,
-                name: str = "") -> ServedScreen:
+                name: str = "", wordlist: bool = False) -> ServedScreen:
     """The probe `name` from `registry`, or the packaged probe when `name` is empty, with the word
-    list naming the listed words it finds."""
+    list naming the listed words it finds; `wordlist`: a listed word also flags a text."""
     words = WordListScreen(better_profanity_words())
     source = registry if name else packaged_registry()
     label = name or PACKAGED_NAME
@@ -50,4 +50,5 @@ def open_screen(embedder: Embedder, threshold: float, registry: ClassifierRegist
         return ServedScreen(words, None, note=f"the packaged probe was trained on "
                             f"{record.embedder!r}, not {embedder.name!r}: screening with the word "
                             "list alone")
-    return ServedScreen(ProbeScreen(probe, embedder, threshold, words=words, name=label), record)
+    screen: Screen = ProbeScreen(probe, embedder, threshold, words=words, name=label)
+    return ServedScreen(AnyScreen([screen, words]) if wordlist else screen, record)

@@ -3,9 +3,10 @@
 No labelled toxicity set ships inside a PyPI package this project can install (profanity-check,
 alt-profanity-check, hatesonar, valx and cuss-inspect ship fitted models only; hatecomp and
 toxic-comment-collection download their data at run time), so the labelled set is written for
-ragtune: `data/offensive_en.jsonl`, 241 English sentences labelled `offensive` or `clean`, each
-with its kind (insults, profanity, threats, hateful generalisations, harassment; knowledge-base
-questions and answers, innocent uses of alarming words, complaints without abuse). A stratified
+ragtune: `data/offensive_en.jsonl`, 271 English sentences labelled `offensive` or `clean`, each
+with its kind (insults, profanity, threats, hateful generalisations, harassment, questions with
+insults or profanity; knowledge-base questions and answers, innocent uses of alarming words,
+complaints without abuse). A stratified
 part is held out; the probe trains on the rest, plus, when asked, ordinary text labelled clean
 (`clean`) and short sentences made from the `better-profanity` word list (MIT), and precision and
 recall are measured on the held-out part only, beside the word list alone and either of the two.
@@ -96,15 +97,28 @@ def wordlist_examples(words: Sequence[str], n: int, seed: int) -> list[str]:
     return [rng.choice(TEMPLATES).format(w=w) for w in picked]
 
 
+def balanced_weights(labels: Sequence[str], share: Sequence[float] | None = None) -> np.ndarray:
+    """Sample weights giving each label the same total; `share` (default 1 each) is a sample's
+    weight within its label before that."""
+    weights = np.ones(len(labels)) if share is None else np.asarray(share, dtype=np.float64)
+    y = np.asarray(labels, dtype=object)
+    for label in set(labels):
+        weights[y == label] *= len(labels) / (2 * weights[y == label].sum())
+    return weights
+
+
 def fit_probe(texts: list[str], labels: list[str], embedder: Embedder, C: float = 1.0,
-              seed: int = 0) -> Probe:
+              seed: int = 0, weights: np.ndarray | None = None) -> Probe:
+    """A logistic head on the texts' embeddings; `weights` default: each label weighs the same."""
     from sklearn.linear_model import LogisticRegression
 
     if len(set(labels)) != 2:
         raise ScreenError(f"the offensive probe needs both labels; got {sorted(set(labels))}")
     x = embedder.embed_batch(list(texts))
-    model = LogisticRegression(C=C, max_iter=2000, random_state=seed, class_weight="balanced")
-    return Probe.from_sklearn(model.fit(x, np.array(labels, dtype=object)), embedder.name)
+    model = LogisticRegression(C=C, max_iter=2000, random_state=seed)
+    weights = balanced_weights(labels) if weights is None else weights
+    return Probe.from_sklearn(model.fit(x, np.array(labels, dtype=object), sample_weight=weights),
+                              embedder.name)
 
 
 def measure(screen: Screen, texts: list[str], labels: list[str]) -> dict[str, Any]:
@@ -125,14 +139,20 @@ def train_screen(embedder: Embedder, words: Sequence[str], config: ScreenTrainCo
                  rows: Sequence[dict[str, str]] | None = None,
                  clean: Sequence[str] = ()) -> tuple[Probe, dict[str, Any]]:
     """Fit the probe on the training part, plus word-list sentences and `clean` (ordinary texts
-    labelled clean, such as questions a knowledge base gets), and measure it, the word list alone
-    and either of them on the held-out part of `rows`."""
+    labelled clean, such as questions a knowledge base gets, weighing together as much as the
+    written clean sentences), and measure it, the word list alone and either of them on the
+    held-out part of `rows`."""
     rows = load_set() if rows is None else list(rows)
     train, test = split_set(rows, config.held_out, config.seed)
     extra = wordlist_examples(words, config.wordlist_examples, config.seed)
     texts = [r["text"] for r in train] + extra + list(clean)
     labels = [r["label"] for r in train] + ["offensive"] * len(extra) + ["clean"] * len(clean)
-    probe = fit_probe(texts, labels, embedder, config.C, config.seed)
+    # the ordinary texts together weigh as much as the written clean sentences: they widen what
+    # counts as clean without drowning the written hard cases (3,000 against ~90)
+    written_clean = sum(r["label"] == "clean" for r in train)
+    share = [1.0] * (len(train) + len(extra)) + [written_clean / max(1, len(clean))] * len(clean)
+    probe = fit_probe(texts, labels, embedder, config.C, config.seed,
+                      balanced_weights(labels, share))
     wordlist = WordListScreen(words)
     probe_screen = ProbeScreen(probe, embedder, config.threshold, words=wordlist)
     test_texts, test_labels = [r["text"] for r in test], [r["label"] for r in test]

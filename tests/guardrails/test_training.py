@@ -9,10 +9,11 @@ import pytest
 
 from guardrails.datasets import screen_dataset
 from guardrails.errors import ScreenError
-from guardrails.screen import Verdict, WordListScreen
+from guardrails.screen import Verdict, WordListScreen, check
 from guardrails.serving import open_screen
 from guardrails.training import (
     ScreenTrainConfig,
+    balanced_weights,
     load_set,
     measure,
     split_set,
@@ -100,3 +101,31 @@ def test_on_another_embedder_the_packaged_probe_falls_back_to_the_word_list(tmp_
     registry = ClassifierRegistry(tmp_path)
     with pytest.raises(Exception, match="not found"):
         open_screen(FakeEmbedder(), 0.5, registry, "mine")
+
+
+def test_each_label_weighs_the_same_and_shares_split_a_labels_weight() -> None:
+    w = balanced_weights(["a", "a", "a", "b"])
+    assert w[:3].sum() == pytest.approx(w[3]) == pytest.approx(2.0)
+    w = balanced_weights(["a", "a", "b", "b", "b"], share=[1, 1, 1, 0.5, 0.5])
+    assert w[2] == pytest.approx(2 * w[3]) and w[2:].sum() == pytest.approx(w[:2].sum())
+
+
+def test_train_screen_without_ordinary_texts() -> None:
+    rows = [{"text": f"you stupid moron {i}", "label": "offensive", "kind": "a"} for i in range(5)] \
+        + [{"text": f"the blue pump {i}", "label": "clean", "kind": "b"} for i in range(5)]
+    _, metrics = train_screen(FakeEmbedder(), ["moron"], ScreenTrainConfig(), rows=rows)
+    assert metrics["n_clean_extra"] == 0 and metrics["held_out"]["probe"]["recall"] == 1.0
+
+
+def test_the_word_list_can_also_flag(tmp_path: Path) -> None:
+    embedder = FakeEmbedder()
+    rows = [{"text": f"you stupid idiot {i}", "label": "offensive", "kind": "a"} for i in range(5)] \
+        + [{"text": f"the blue pump {i}", "label": "clean", "kind": "b"} for i in range(5)]
+    probe, _ = train_screen(embedder, ["moron"], ScreenTrainConfig(), rows=rows)
+    registry = ClassifierRegistry(tmp_path)
+    registry.save("mine", probe, {})
+    alone = open_screen(embedder, 0.5, registry, "mine").screen
+    both = open_screen(embedder, 0.5, registry, "mine", wordlist=True).screen
+    assert alone.name == "mine" and both.name == "mine+wordlist"
+    assert not check(alone, "the blue pump bullshit").flagged
+    assert check(both, "the blue pump bullshit").flagged
