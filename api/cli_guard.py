@@ -2,7 +2,7 @@
 
 The screen runs here, on the configured embedder (see guardrails/); RAGTUNE_SCREEN says what a
 server's asks do with what it flags. `dataset` exits 1 when any record is flagged, so a script
-can screen a tuning dataset before it trains on it.
+can screen a tuning dataset before it trains on it; `ragtune tune start --screen` does that first.
 """
 
 from __future__ import annotations
@@ -95,6 +95,23 @@ def cmd_dataset(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{report.flagged_records} of {report.records} records flagged "
               f"({len(report.flagged)} of {report.texts} texts; screen {report.screen})")
     return 1 if report.flagged else 0
+
+
+def screen_before_training(paths: list[Path], settings: Settings) -> bool:
+    """Screen each data file, printing what is flagged; True when nothing is."""
+    from guardrails.datasets import screen_dataset
+
+    screen = _services(settings).served_screen().screen
+    clean = True
+    for path in paths:
+        report = screen_dataset(path, screen)
+        for f in report.flagged:
+            print(f"{path}: line {f.line}\t{f.field}\t{f.score:.3f}\t{f.text}")
+        if report.flagged:
+            clean = False
+            print(f"{path}: {report.flagged_records} of {report.records} records flagged as "
+                  "offensive; not training (fix them, or start without --screen)")
+    return clean
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:

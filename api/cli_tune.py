@@ -64,6 +64,9 @@ def add_start_arguments(s: argparse.ArgumentParser, name_required: bool = True) 
                    "(--mix-share of it), e.g. grounded-QA examples that keep the served behaviour")
     s.add_argument("--resume", action="store_true",
                    help="resume the interrupted/failed/cancelled job with this --name instead")
+    s.add_argument("--screen", action="store_true",
+                   help="screen the data files for offensive text first (as `ragtune guard "
+                        "dataset`) and stop, listing what was flagged, when anything is")
     g = s.add_argument_group("gate (after training: base vs tuned on the held-out prompts)")
     g.add_argument("--check-regex", help="every answer must match this regex")
     g.add_argument("--check-max-chars", type=int, help="every answer at most this long")
@@ -119,6 +122,12 @@ def _train_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_start(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "screen", False) and not args.resume:
+        from .cli_guard import screen_before_training
+
+        files = [getattr(args, a, None) for a in ("data_path", "valid_path", "mix_data")]
+        if not screen_before_training([f for f in files if f is not None], settings):
+            return 1
     client = None if args.model and Path(args.model).exists() else connect(args, settings)
     if client is not None:
         return _start_served(client, args)

@@ -168,3 +168,18 @@ def test_cli_guard_check_and_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert cli.main(["guard", "dataset", str(data)]) == 0
     assert cli.main(["guard", "info"]) == 0
     assert "screen wordlist" in capsys.readouterr().out
+
+
+def test_tune_start_screen_stops_before_training_on_flagged_data(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(cli_guard, "_services", lambda s: Services(s, embedder=FakeEmbedder()))
+    data = tmp_path / "chat.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"},
+                                             {"role": "assistant", "content": "bullshit"}]}) + "\n")
+    assert cli.main(["tune", "start", "--data-path", str(data), "--name", "x", "--local",
+                     "--screen"]) == 1
+    out = capsys.readouterr().out
+    assert "line 1\tmessages[1].content" in out and "not training" in out
+    assert not (tmp_path / "data" / "tuning").exists() or \
+        not list((tmp_path / "data" / "tuning").rglob("*.jsonl")), "nothing was stored or queued"
