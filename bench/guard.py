@@ -16,6 +16,7 @@ import argparse
 import gzip
 import json
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -115,7 +116,8 @@ def main() -> None:
     wordlist = WordListScreen(words)
     real = real_texts(args.real)
     clean = clean_training_texts(args.real, args.real)
-    results: dict[str, Any] = {"command": "nice -n 10 python -m bench.guard", "machine": machine(),
+    command = " ".join(["nice -n 10 python -m bench.guard", *sys.argv[1:]])
+    results: dict[str, Any] = {"command": command, "machine": machine(),
                                "n_clean_extra": len(clean), "configs": {}}
     for extra, with_clean in ((0, False), (300, False), (0, True), (300, True)):
         key = f"wordlist_examples={extra},clean_extra={len(clean) if with_clean else 0}"
