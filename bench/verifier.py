@@ -4,7 +4,7 @@ pairs from calib-split articles (never eval: that split measures the whole answe
     python -m bench.verifier [--pairs 9600] [--steps N] [--out generation/verifier_model]
 
 Prints held-out AUC of answering lines against each kind of non-answer (the paragraph's other lines,
-the same line with a swapped name or number), with the training time; writes
+the same line with a swapped name or number, or with a swapped word), with the training time; writes
 bench/results/verifier.json. About 15 minutes on this 2-core CPU for the default 9,600 pairs.
 """
 
@@ -35,9 +35,10 @@ def auc(pos: list[float], neg: list[float]) -> float:
 def held_out(verifier: CrossEncoderVerifier, pairs: list[Pair]) -> dict[str, float]:
     scores = [verifier.score(p.question, [p.line])[0] for p in pairs]
     by = {kind: [s for s, p in zip(scores, pairs, strict=True) if p.kind == kind]
-          for kind in ("pos", "other", "swap")}
+          for kind in ("pos", "other", "swap", "word")}
     return {"auc_vs_other": round(auc(by["pos"], by["other"]), 4),
             "auc_vs_swap": round(auc(by["pos"], by["swap"]), 4),
+            "auc_vs_word": round(auc(by["pos"], by["word"]), 4),
             "accuracy_at_0.5": round(sum((s >= 0.5) == bool(p.label)
                                          for s, p in zip(scores, pairs, strict=True)) / len(pairs), 4),
             "pairs": len(pairs)}
@@ -50,6 +51,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, help="default: one pass over the pairs")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--seed", type=int, default=0, help="which questions and pairs are drawn")
+    p.add_argument("--layers", default="3,4,5",
+                   help="the encoder layers that get a LoRA adapter (comma-separated, or 'all')")
     p.add_argument("--resume", type=Path, help="an adapter folder to go on training from")
     p.add_argument("--eval-pairs", type=int, default=600)
     p.add_argument("--out", type=Path, default=DEFAULT_VERIFIER)
@@ -61,7 +64,8 @@ def main() -> None:
     calib = build_pairs([a for a in articles if split_of(a.title) == "calib"], random.Random(1))
     chosen = sample_pairs(train, args.pairs, rng)
     steps = args.steps or math.ceil(len(chosen) / 32)
-    cfg = VerifierTraining(steps=steps, lr=args.lr, seed=args.seed)
+    layers = None if args.layers == "all" else tuple(int(x) for x in args.layers.split(","))
+    cfg = VerifierTraining(steps=steps, lr=args.lr, seed=args.seed, layers=layers)
     start = time.perf_counter()
 
     def progress(step: int, loss: float) -> None:
@@ -76,7 +80,7 @@ def main() -> None:
     verifier = CrossEncoderVerifier(args.out)
     measured = held_out(verifier, sample_pairs(calib, args.eval_pairs, random.Random(2)))
     print(f"held-out (calib-split articles): AUC answering line vs other line {measured['auc_vs_other']}, "
-          f"vs swapped question {measured['auc_vs_swap']}, accuracy at 0.5 {measured['accuracy_at_0.5']}; "
+          f"vs swapped name or number {measured['auc_vs_swap']}, vs swapped word {measured['auc_vs_word']}, accuracy at 0.5 {measured['accuracy_at_0.5']}; "
           f"trained {record['train_seconds']} s on {record['pairs']} pairs")
     write("verifier", {"machine": machine(), "record": record, "held_out": measured})
 

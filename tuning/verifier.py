@@ -8,6 +8,10 @@
 - `swap`: the answer's sentence, with a number or name of the question that the sentence also holds
   swapped for another of the article's (a year a few years off, another name): the same line
   no longer answers it, as "the 2023 figure" is not given by the line with the 2024 one.
+- `word`: the answer's sentence, with a common word of the question that the sentence also holds
+  (the thing asked about: "desks", "operating") swapped for another word the article uses after
+  "the": a question about the same subject's other attribute, which the line does not give (a
+  knowledge base's near miss: the number of staff asked, the number of desks shown).
 
 `train_verifier` fits a LoRA adapter and a one-logit head on an encoder's pairs, in plain torch.
 Only "train"-split articles may be used (tuning/squad.py `split_of`): the answerability classifier
@@ -88,6 +92,25 @@ def _swap(question: str, line: str, answer: str, names: Sequence[str], numbers: 
     return question[:start] + other + question[end:]
 
 
+_NOUNISH = re.compile(r"\b(?:the|a|an|of|many|much|its|their)\s+([a-z]{4,})\b")
+
+
+def _swap_word(question: str, line: str, answer: str, nouns: Sequence[str],
+               rng: random.Random) -> str | None:
+    """`question` with one of its noun-like words (after "the", "of", "many"...) that `line` also
+    holds replaced by a noun-like word of the article that neither `line` nor `question` holds;
+    None where it has none."""
+    held = _content(line)
+    spoken = _content(question) | _content(answer)
+    options = [m for m in _NOUNISH.finditer(question)
+               if m.group(1) not in _STOP and m.group(1) in held]
+    alts = [n for n in nouns if n not in held and n not in spoken]
+    if not options or not alts:
+        return None
+    m = rng.choice(options)
+    return question[:m.start(1)] + rng.choice(alts) + question[m.end(1):]
+
+
 def build_pairs(articles: Iterable[Article], rng: random.Random, question_share: float = 0.5,
                 heading_share: float = 0.3) -> list[Pair]:
     """Pairs from a share of each article's answerable questions (those whose answer lies within
@@ -100,6 +123,8 @@ def build_pairs(articles: Iterable[Article], rng: random.Random, question_share:
         names = sorted({m.group(0) for s in article_lines for m in _NAME.finditer(s)
                         if len(m.group(0)) > 3})
         numbers = sorted({m.group(0) for s in article_lines for m in _NUMBER.finditer(s)})
+        nouns = sorted({m.group(1) for s in article_lines for m in _NOUNISH.finditer(s)
+                        if m.group(1) not in _STOP})
         for paragraph in article.paragraphs:
             lines = sentences(paragraph.context)
             for q in paragraph.questions:
@@ -120,18 +145,22 @@ def build_pairs(articles: Iterable[Article], rng: random.Random, question_share:
                 swapped = _swap(q.question, gold, q.answers[0], names, numbers, rng)
                 if swapped is not None:
                     pairs.append(Pair(swapped, headed, 0, "swap"))
+                worded = _swap_word(q.question, gold, q.answers[0], nouns, rng)
+                if worded is not None:
+                    pairs.append(Pair(worded, headed, 0, "word"))
     rng.shuffle(pairs)
     return pairs
 
 
 def sample_pairs(pairs: Sequence[Pair], n: int, rng: random.Random) -> list[Pair]:
-    """`n` pairs: half answering lines, a quarter each of the two kinds of non-answers (fewer where
-    there are not enough), shuffled."""
+    """`n` pairs: half answering lines, the other half shared equally by the kinds of non-answers
+    there are (fewer where there are not enough), shuffled."""
     by_kind: dict[str, list[Pair]] = {}
     for p in pairs:
         by_kind.setdefault(p.kind, []).append(p)
-    chosen = (by_kind.get("pos", [])[:n // 2] + by_kind.get("other", [])[:n // 4]
-              + by_kind.get("swap", [])[:n // 4])
+    negatives = sorted(k for k in by_kind if k != "pos")
+    share = (n - n // 2) // max(1, len(negatives))
+    chosen = by_kind.get("pos", [])[:n // 2] + [p for k in negatives for p in by_kind[k][:share]]
     rng.shuffle(chosen)
     return chosen
 

@@ -45,6 +45,19 @@ def test_pairs_hold_the_answer_line_a_wrong_line_and_a_swapped_question() -> Non
         assert changed and not any(w.strip("?") in p.line for w in changed)
 
 
+def test_a_word_swap_asks_about_another_thing_the_line_does_not_hold() -> None:
+    pairs = build_pairs([ARTICLE], random.Random(0), question_share=1.0, heading_share=0.0)
+    words = [p for p in pairs if p.kind == "word"]
+    # q3's "the keepers" is in its answer line; "tower" (after "the" in another line) is not
+    assert any(p.question == "When did the tower of the Quell lighthouse leave?" for p in words)
+    for p in words:
+        assert p.label == 0
+        original = next(q.question for q in ARTICLE.paragraphs[0].questions
+                        if q.answers and q.answers[0] in p.line and q.question != p.question)
+        new = set(p.question.lower().split()) - set(original.lower().split())
+        assert len(new) == 1 and not any(w.strip("?") in p.line.lower() for w in new)
+
+
 def test_lines_may_be_read_under_the_article_title_as_serving_reads_a_heading() -> None:
     pairs = build_pairs([ARTICLE], random.Random(0), question_share=1.0, heading_share=1.0)
     assert pairs and all(p.line.startswith("Quell lighthouse: ") for p in pairs)
@@ -59,9 +72,9 @@ def test_an_answer_over_two_sentences_gives_no_pair() -> None:
 def test_sample_is_half_answers_and_shuffled() -> None:
     rng = random.Random(0)
     pairs = [Pair("q", f"{kind}{i}", int(kind == "pos"), kind)
-             for kind in ("pos", "other", "swap") for i in range(40)]
-    chosen = sample_pairs(pairs, 40, rng)
-    assert Counter(p.kind for p in chosen) == {"pos": 20, "other": 10, "swap": 10}
+             for kind in ("pos", "other", "swap", "word") for i in range(40)]
+    chosen = sample_pairs(pairs, 42, rng)
+    assert Counter(p.kind for p in chosen) == {"pos": 21, "other": 7, "swap": 7, "word": 7}
     assert [p.kind for p in chosen] != sorted(p.kind for p in chosen)
 
 
