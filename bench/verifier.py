@@ -80,7 +80,8 @@ def main() -> None:
     verifier = CrossEncoderVerifier(args.out)
     measured = held_out(verifier, sample_pairs(calib, args.eval_pairs, random.Random(2)))
     print(f"held-out (calib-split articles): AUC answering line vs other line {measured['auc_vs_other']}, "
-          f"vs swapped name or number {measured['auc_vs_swap']}, vs swapped word {measured['auc_vs_word']}, accuracy at 0.5 {measured['accuracy_at_0.5']}; "
+          f"vs swapped name or number {measured['auc_vs_swap']}, "
+          f"vs swapped word {measured['auc_vs_word']}, accuracy at 0.5 {measured['accuracy_at_0.5']}; "
           f"trained {record['train_seconds']} s on {record['pairs']} pairs")
     write("verifier", {"machine": machine(), "record": record, "held_out": measured})
 
