@@ -47,7 +47,7 @@ test: install
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy ingest retrieval generation tuning api cluster
+	$(BIN)/mypy ingest retrieval generation tuning api cluster guardrails tasks
 
 # The quick set: 8 min 14 s on this 2-core machine (2026-11-26, quiet machine, `time make bench`).
 # A benchmark whose data in ../shared/data is absent prints "skipped: ..." and the rest still run.
