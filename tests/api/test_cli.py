@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api import cli
+from api import cli, cli_collections
 from api.corpus import Corpus
 from api.services import Services
 from generation.adapter_registry import AdapterRegistry
@@ -24,6 +24,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
     embedder = FakeEmbedder()
     monkeypatch.setattr(cli, "_services", lambda s: Services(s, embedder=embedder))
     monkeypatch.setattr(cli, "open_corpus", lambda s: Corpus(s, embedder=embedder))
+    monkeypatch.setattr(cli_collections, "open_corpus", lambda s: Corpus(s, embedder=embedder))
 
     def _run(*argv: str) -> int:
         return cli.main(list(argv))
@@ -91,7 +92,8 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
             "    for _ in range(200):\n"
             "        print('x' * 10000)\n"
             "    return 0\n"
-            "cli.cmd_collections = flood\n"
+            "from api import cli_collections\n"
+            "cli_collections.cmd_collections = flood\n"
             "raise SystemExit(cli.main(['collections']))")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**__import__("os").environ,
@@ -178,6 +180,7 @@ def test_ask_in_either_answer_style(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     embedder = FakeEmbedder()
     monkeypatch.setattr(cli, "_services", lambda s: Services(s, embedder=embedder, generator=gen))
     monkeypatch.setattr(cli, "open_corpus", lambda s: Corpus(s, embedder=embedder))
+    monkeypatch.setattr(cli_collections, "open_corpus", lambda s: Corpus(s, embedder=embedder))
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "b.txt").write_text("Invoices are paid within thirty days. Receipts are kept.")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from api import cli
+from api import cli, cli_collections
 from api.app import create_app
 from api.corpus import Corpus
 from api.keys import KeyStore
@@ -42,6 +42,7 @@ def run(server: tuple[str, Path], monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("RAGTUNE_CHUNK_OVERLAP", "8")
     embedder = FakeEmbedder()
     monkeypatch.setattr(cli, "open_corpus", lambda s: Corpus(s, embedder=embedder))
+    monkeypatch.setattr(cli_collections, "open_corpus", lambda s: Corpus(s, embedder=embedder))
     monkeypatch.setattr(cli, "_services", lambda s: Services(s, embedder=embedder))
 
     def _run(*argv: str) -> tuple[int, str, str]:
@@ -65,6 +66,7 @@ def _no_local_work(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("worked in-process although a server answers")
 
     monkeypatch.setattr(cli, "open_corpus", refuse)
+    monkeypatch.setattr(cli_collections, "open_corpus", refuse)
     monkeypatch.setattr(cli, "_services", refuse)
 
 

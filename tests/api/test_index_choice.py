@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from api import cli
+from api import cli, cli_collections
 from api.corpus import Corpus
 from api.settings import Settings
 from tests.fakes import FakeEmbedder
@@ -36,6 +36,7 @@ def test_cli_create_with_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("RAGTUNE_INDEX", "ivfpq")
     embedder = FakeEmbedder()
     monkeypatch.setattr(cli, "open_corpus", lambda s: Corpus(s, embedder=embedder))
+    monkeypatch.setattr(cli_collections, "open_corpus", lambda s: Corpus(s, embedder=embedder))
     assert cli.main(["collections", "create", "kb", "--index", "hnsw"]) == 0
     assert "index=hnsw" in capsys.readouterr().out
     assert cli.main(["collections", "create", "other"]) == 0

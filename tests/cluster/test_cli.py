@@ -23,7 +23,8 @@ import json, sys
 from api import cli
 from api.corpus import Corpus
 from tests.fakes import FakeEmbedder
-cli.open_corpus = lambda s: Corpus(s, embedder=FakeEmbedder())
+from api import cli_collections
+cli.open_corpus = cli_collections.open_corpus = lambda s: Corpus(s, embedder=FakeEmbedder())
 codes = [cli.main(["ingest", sys.argv[1], "-c", "kb", "--create", "-q"]), cli.main(["collections"])]
 try:
     cli.main(["--help"])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from api import cli
+from api import cli, cli_collections
 from api.corpus import Corpus
 from retrieval.catalog import Catalog
 from retrieval.collection import CollectionConfig
@@ -56,6 +56,7 @@ def test_reindex_from_the_command_line(tmp_path: Path, monkeypatch: pytest.Monke
                                        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("RAGTUNE_DATA_DIR", str(tmp_path))
     monkeypatch.setattr(cli, "open_corpus", lambda s: Corpus(s, embedder=FakeEmbedder()))
+    monkeypatch.setattr(cli_collections, "open_corpus", lambda s: Corpus(s, embedder=FakeEmbedder()))
     _fill(Catalog(tmp_path))
     assert cli.main(["collections", "reindex", "kb", "--index", "ivfpq"]) == 0
     out = capsys.readouterr().out
