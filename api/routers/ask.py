@@ -53,6 +53,24 @@ def _filter(body: AskRequest) -> SearchFilter | None:
                         metadata=dict(body.filter.metadata))
 
 
+class _Held:
+    """The final Answer and the screen's verdict on it, kept from an answer stream."""
+
+    def __init__(self) -> None:
+        self.answer: Answer | None = None
+        self.screening: Screening | None = None
+
+    def keep(self, item: str | Answer | Screening) -> str | None:
+        """Keeps an Answer or a Screening; gives back a text piece."""
+        if isinstance(item, Answer):
+            self.answer = item
+        elif isinstance(item, Screening):
+            self.screening = item
+        else:
+            return item
+        return None
+
+
 @router.post("/ask", response_model=AskResponse,
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "JSON, or SSE `token` events then one `done` event "
@@ -64,30 +82,22 @@ def ask(name: str, body: AskRequest, services: ServicesDep) -> AskResponse | Str
         adapter=body.adapter, answer_style=body.answer_style, strict=body.strict)
     items = services.screened_ask(name, body.question, config, _filter(body))
     if not body.stream:
-        final: Answer | None = None
-        screening: Screening | None = None
+        held = _Held()
         for item in items:
-            if isinstance(item, Answer):
-                final = item
-            elif isinstance(item, Screening):
-                screening = item
-        if final is None:
+            held.keep(item)
+        if held.answer is None:
             raise RuntimeError("the answer stream ended without its Answer")
-        return answer_out(final, screening)
+        return answer_out(held.answer, held.screening)
 
     def events(items: Iterator[str | Answer | Screening]) -> Iterator[str]:
         # the Screening, when the screen is on, comes right after the Answer: hold the Answer
-        final: Answer | None = None
-        screening: Screening | None = None
+        held = _Held()
         for item in items:
-            if isinstance(item, Answer):
-                final = item
-            elif isinstance(item, Screening):
-                screening = item
-            else:
-                yield sse.event("token", {"text": item})
-        if final is not None:
-            yield sse.event("done", answer_out(final, screening).model_dump())
+            text = held.keep(item)
+            if text is not None:
+                yield sse.event("token", {"text": text})
+        if held.answer is not None:
+            yield sse.event("done", answer_out(held.answer, held.screening).model_dump())
 
     return sse.stream(events(sse.primed(items)),
                       lambda exc: sse.event("error", {"error": "generation_failed",
