@@ -60,7 +60,8 @@ class Services(Corpus):
         self.evals = EvalStore(settings.data_dir / "evals")
         self.adapters = AdapterRegistry(settings.data_dir / "adapters")
         self.serving = ServingModel(self.adapters, self.generator_path, settings.quantization,
-                                    settings.device, generator)
+                                    settings.device, generator, max_batch=settings.max_batch,
+                                    waiting=settings.generation_queue)
         self.tuning = TuningDesk(settings.data_dir / "tuning", self.adapters, settings.device,
                                  serving_model=self.generator_path,
                                  open_collection=self.collection)

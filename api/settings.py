@@ -59,6 +59,10 @@ class Settings(BaseSettings):
         "auto", description="how the generator is loaded; auto = nf4, except a model imported "
                             "from an already-quantised GGUF on CPU, served de-quantised")
     max_new_tokens: int = Field(128, ge=1, le=4096, description="default answer length cap")
+    max_batch: int = Field(8, ge=0, le=256, description="answers decoded together (continuous "
+                           "batching, generation/batching.py); 0 = one `generate` at a time")
+    generation_queue: int = Field(32, ge=0, le=10_000, description="requests that may wait for a "
+                                  "batch slot; more get 503 with Retry-After")
     focus_sentences: int = Field(2, ge=0, le=50, description="lines of each retrieved chunk shown "
                                  "to the model (the best-matching ones; 0 = whole chunks)")
     # 0.2955 refuses 2 % of the answerable calibration questions (SQuAD calib split and

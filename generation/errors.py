@@ -58,3 +58,13 @@ class AdapterMismatch(AdapterError):
 class AdapterInUse(AdapterMismatch):
     """An adapter that cannot be deleted because it is the one being served (a conflict, as a
     mismatch is: both are answered 409)."""
+
+
+class ServerBusy(GenerationError):
+    """The generation queue is full (generation/batching.py); try again in `retry_after_s`."""
+
+    def __init__(self, waiting: int, retry_after_s: int) -> None:
+        super().__init__(f"the generator is busy: {waiting} requests are already waiting "
+                         f"(RAGTUNE_GENERATION_QUEUE); retry in about {retry_after_s} s")
+        self.waiting = waiting
+        self.retry_after_s = retry_after_s

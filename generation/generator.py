@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from . import adapters as peft_adapters
+from .batching import BatchEngine, GenRequest, supports_batching
 from .errors import GenerationError, InvalidRequest, PromptTooLong
 from .loading import LoadedModel
 from .prompting import FALLBACK_STOPS, Messages, check_messages, cut_at_stops, render_prompt
@@ -271,7 +272,7 @@ class HFGenerator:
     `stream(..., adapter=name)` answers with one, `adapter=None` or "base" with the base alone.
     """
 
-    def __init__(self, loaded: LoadedModel) -> None:
+    def __init__(self, loaded: LoadedModel, max_batch: int = 8, waiting: int = 32) -> None:
         self.loaded = loaded
         self.name = loaded.name
         self.context_length = loaded.context_length
@@ -282,6 +283,15 @@ class HFGenerator:
         self._lock = threading.Lock()
         self._fallback = not getattr(loaded.tokenizer, "chat_template", None)
         self._peft: Any | None = None  # the peft wrapper around loaded.model, once adapters exist
+        # answers decode together where the architecture allows (generation/batching.py); else
+        # one `model.generate` at a time under the lock
+        self.engine: BatchEngine | None = None
+        if max_batch > 0 and supports_batching(loaded.model):
+            self.engine = BatchEngine(loaded.model, self._select, self._lock, max_batch=max_batch,
+                                      waiting=waiting)
+
+    def _select(self, adapter: str | None) -> AbstractContextManager[Any]:
+        return peft_adapters.selected(self.loaded.model, self._peft, adapter)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -327,7 +337,61 @@ class HFGenerator:
         if room < 1:
             raise PromptTooLong(len(ids), self.context_length)
         stops = sampling.stop + (FALLBACK_STOPS if self._fallback else ())
-        return self._run(ids, min(sampling.max_new_tokens, room), sampling, stops, adapter)
+        max_new = min(sampling.max_new_tokens, room)
+        if self.engine is not None:
+            return self._run_batched(self._request(ids, max_new, sampling, adapter), stops)
+        return self._run(ids, max_new, sampling, stops, adapter)
+
+    def _request(self, ids: list[int], max_new: int, sampling: SamplingConfig,
+                 adapter: str | None) -> tuple[GenRequest, Any]:
+        """A request for the batch engine, and the streamer its tokens are decoded through."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.loaded.tokenizer, skip_special_tokens=True)
+        processors: list[Any] = []
+        if sampling.repetition_penalty != 1.0:
+            from transformers import RepetitionPenaltyLogitsProcessor
+
+            processors.append(RepetitionPenaltyLogitsProcessor(sampling.repetition_penalty))
+        if sampling.constraint is not None:
+            from .constrained import SpanLogitsProcessor
+
+            processors.append(SpanLogitsProcessor(sampling.constraint, self.loaded.tokenizer,
+                                                  len(ids), self.loaded.eos_token_ids))
+        request = GenRequest(
+            ids=ids, max_new_tokens=max_new, adapter=adapter,
+            emit=lambda token: streamer.put(torch.tensor([token])), end=streamer.end,
+            eos=tuple(self.loaded.eos_token_ids), temperature=sampling.temperature,
+            top_p=sampling.top_p, loop_ngram=sampling.loop_ngram, processors=processors)
+        return request, streamer
+
+    def _run_batched(self, made: tuple[GenRequest, Any], stops: tuple[str, ...]) -> Iterator[str]:
+        request, streamer = made
+        assert self.engine is not None
+        self.engine.submit(request)  # ServerBusy here, before anything streams
+        return self._follow(request, streamer, stops)
+
+    def _follow(self, request: GenRequest, streamer: Any,
+                stops: tuple[str, ...]) -> Iterator[str]:
+        assert self.engine is not None
+        try:
+            yield from cut_at_stops(streamer, stops)
+            if request.error is not None:
+                raise GenerationError(f"generation failed: {request.error}") from request.error
+        finally:
+            self.engine.withdraw(request)  # a consumer that stops early frees its row now
+            request.done.wait()
+            times, n = request.times, len(request.times)
+            started = request.started or request.finished
+            ttft = times[0] - started if times else 0.0
+            decode_s = times[-1] - times[0] if n > 1 else 0.0
+            stats = self.last_stats = GenerationStats(
+                prompt_tokens=len(request.ids), new_tokens=n, time_to_first_token_s=ttft,
+                prefill_tok_s=len(request.ids) / ttft if ttft > 0 else 0.0,
+                decode_tok_s=(n - 1) / decode_s if decode_s > 0 else 0.0,
+                queued_s=started - request.submitted, total_s=request.finished - started)
+            self._report(stats)
 
     def generate_batch(self, conversations: Sequence[Messages], sampling: SamplingConfig,
                        adapter: str | None = None) -> list[str]:

@@ -26,13 +26,17 @@ SERVABLE_METHODS = ("lora", "qlora")
 
 class ServingModel:
     """`base_path` gives the base model's directory (called when first needed: resolving it may
-    import the model); `quantization` and `device` say how to load it. A `generator` given here is
+    import the model); `quantization` and `device` say how to load it; `max_batch` answers decode
+    together, with `waiting` more queued (generation/batching.py). A `generator` given here is
     served as it is (tests, or a caller that loaded its own)."""
 
     def __init__(self, adapters: AdapterRegistry, base_path: Callable[[], str],
                  quantization: str = "auto", device: str = "auto",
-                 generator: Generator | None = None) -> None:
+                 generator: Generator | None = None, max_batch: int = 8,
+                 waiting: int = 32) -> None:
         self.adapters = adapters
+        self.max_batch = max_batch  # answers decoded together; 0: one generate call at a time
+        self.waiting = waiting
         self._base_path = base_path
         self.quantization = quantization
         self.device = device
@@ -59,7 +63,8 @@ class ServingModel:
                 mode, why = resolve_quantization(self.quantization, path, self.device)
                 log.info("loading generator %s as %s (%s)", path, mode, why)
                 loaded = load_model(path, LoadConfig(quantization=mode, device=self.device))
-                self._generator = HFGenerator(loaded)
+                self._generator = HFGenerator(loaded, max_batch=self.max_batch,
+                                              waiting=self.waiting)
                 for listener in self._listeners:
                     self._generator.observe(listener)
                 log.info("generator %s loaded (%s on %s): %.0f MB in memory, %.1f s, context %d",

@@ -28,6 +28,17 @@ def nf4_model(imported_model: ImportedModel) -> LoadedModel:
 
 @pytest.fixture
 def hf_generator(bf16_model: LoadedModel) -> Iterator[HFGenerator]:
-    gen = HFGenerator(bf16_model)
+    """One `model.generate` at a time (max_batch 0); the batching engine: test_batching.py."""
+    gen = HFGenerator(bf16_model, max_batch=0)
     yield gen
+    assert not gen._lock.locked(), "a test left the model lock held"
+
+
+@pytest.fixture
+def batched_generator(bf16_model: LoadedModel) -> Iterator[HFGenerator]:
+    """The default: answers decoded together by the batching engine."""
+    gen = HFGenerator(bf16_model)
+    assert gen.engine is not None
+    yield gen
+    assert gen.engine.running == 0 and gen.engine.waiting == 0, "a test left rows in the engine"
     assert not gen._lock.locked(), "a test left the model lock held"

@@ -109,3 +109,11 @@ class TestHFGenerator(GeneratorContract):
     def test_context_and_eos_come_from_the_model(self, bf16_model: LoadedModel) -> None:
         assert bf16_model.context_length == bf16_model.model.config.max_position_embeddings
         assert bf16_model.tokenizer.eos_token_id in bf16_model.eos_token_ids
+
+
+class TestBatchedHFGenerator(TestHFGenerator):
+    """The same contract through the batching engine (the default)."""
+
+    @pytest.fixture
+    def generator(self, batched_generator: HFGenerator) -> HFGenerator:
+        return batched_generator
