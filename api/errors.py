@@ -26,6 +26,7 @@ from generation.errors import (
     ModelImportError,
     ModelNotFound,
     PromptTooLong,
+    ServerBusy,
 )
 from guardrails.errors import ScreenError
 from ingest.errors import IngestError, UnsupportedFileType
@@ -146,6 +147,12 @@ def install(app: FastAPI) -> None:
                  if key is None or key.allows("read", n)]
         where = f"collections: {', '.join(names)}" if names else "there are no collections yet"
         return _body(404, "not_found", f"{exc} ({where})", collections=names)
+
+    @app.exception_handler(ServerBusy)
+    def _busy(request: Request, exc: ServerBusy) -> JSONResponse:
+        reply = _body(503, "busy", relative(request, str(exc)), retry_after_s=exc.retry_after_s)
+        reply.headers["Retry-After"] = str(exc.retry_after_s)
+        return reply
 
     @app.exception_handler(DatasetError)
     def _dataset(request: Request, exc: DatasetError) -> JSONResponse:

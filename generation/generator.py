@@ -1,12 +1,15 @@
 """The Generator protocol (chat messages in, streamed text out) and its Hugging Face implementation.
 
-`HFGenerator` runs `model.generate` in a worker thread and streams text through a
-`TextIteratorStreamer`. One lock per model serialises requests for the whole of a stream; when a
-consumer stops early (or hits a stop string) the worker is told to stop through a stopping
-criterion and the lock is released as soon as it has. LoRA adapters can be loaded beside the base
-weights (generation/adapters.py) and chosen per call; the choice is made under that same lock, so
-concurrent requests with different adapters never interleave. Prompts are rendered, and answers cut
-at stop strings, by generation/prompting.py.
+`HFGenerator` streams text through a `TextIteratorStreamer`. By default its answers are decoded
+together by a batching engine (generation/batching.py): each request is prefilled alone, then
+shares every decode step with the answers already being written, up to `max_batch` rows, with a
+bounded queue behind them (ServerBusy when full). With `max_batch=0`, or for a model the engine
+cannot batch, it runs `model.generate` in a worker thread, one request at a time under the model's
+lock. Either way, a consumer that stops early (or hits a stop string) stops its generation at the
+next step. LoRA adapters can be loaded beside the base weights (generation/adapters.py) and chosen
+per call; a batch runs one adapter, and the choice is made under the model's lock, so concurrent
+requests with different adapters never mix. Prompts are rendered, and answers cut at stop
+strings, by generation/prompting.py.
 """
 
 from __future__ import annotations
@@ -266,7 +269,8 @@ class _Job:
 
 
 class HFGenerator:
-    """A loaded Hugging Face causal LM behind the Generator protocol; one generation at a time.
+    """A loaded Hugging Face causal LM behind the Generator protocol; up to `max_batch` answers
+    decoded together, `waiting` more queued (0: one `model.generate` at a time).
 
     Adapters added with `add_adapter` sit beside the base weights (never a second copy of them);
     `stream(..., adapter=name)` answers with one, `adapter=None` or "base" with the base alone.

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
+from generation.batching import client_gone
 from generation.grounding import Example
 from generation.rag import Answer
 from guardrails.policy import Screening
@@ -14,7 +15,7 @@ from guardrails.screen import Verdict
 from retrieval.types import SearchFilter
 
 from .. import sse
-from ..deps import ServicesDep
+from ..deps import ClientGoneDep, ServicesDep
 from ..schemas import AskRequest, AskResponse, CitationOut, ScreeningOut, VerdictOut
 
 router = APIRouter(prefix="/v1/collections/{name}", tags=["ask"])
@@ -75,7 +76,9 @@ class _Held:
              responses={200: {"content": {"text/event-stream": {}},
                               "description": "JSON, or SSE `token` events then one `done` event "
                                              "when `stream` is true"}})
-def ask(name: str, body: AskRequest, services: ServicesDep) -> AskResponse | StreamingResponse:
+def ask(name: str, body: AskRequest, services: ServicesDep,
+        gone: ClientGoneDep) -> AskResponse | StreamingResponse:
+    client_gone.set(gone)  # this worker thread's context: a client that leaves stops its answer
     config = services.ask_config(
         k=body.k, max_new_tokens=body.max_new_tokens, temperature=body.temperature,
         mode=body.mode, examples=tuple(Example(e.question, e.answer) for e in body.examples),
@@ -101,4 +104,4 @@ def ask(name: str, body: AskRequest, services: ServicesDep) -> AskResponse | Str
 
     return sse.stream(events(sse.primed(items)),
                       lambda exc: sse.event("error", {"error": "generation_failed",
-                                                      "detail": str(exc)}))
+                                                      "detail": str(exc)}), gone)

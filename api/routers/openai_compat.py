@@ -19,12 +19,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from generation.batching import client_gone
 from generation.generator import SamplingConfig
 from generation.rag import Answer
 from guardrails.policy import Screening
 
 from .. import sse
-from ..deps import ServicesDep
+from ..deps import ClientGoneDep, ServicesDep
 from ..errors import BadRequest, Forbidden, NotFound
 from ..services import Services
 from .ask import answer_out, screening_out
@@ -107,8 +108,9 @@ def _extra(answer: Answer | None, adapter: str | None,
 
 
 @router.post("/chat/completions", response_model=None)
-def chat_completions(body: ChatRequest, services: ServicesDep,
-                     request: Request) -> dict[str, Any] | StreamingResponse:
+def chat_completions(body: ChatRequest, services: ServicesDep, request: Request,
+                     gone: ClientGoneDep) -> dict[str, Any] | StreamingResponse:
+    client_gone.set(gone)  # this worker thread's context: a client that leaves stops its answer
     cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
     key = getattr(request.state, "api_key", None)  # set by api/auth.py while keys are in force
     if key is not None and services.catalog.exists(body.model) and not key.allows("read", body.model):
@@ -141,7 +143,7 @@ def chat_completions(body: ChatRequest, services: ServicesDep,
         yield sse.event(None, "[DONE]")
 
     return sse.stream(events(sse.primed(items)), lambda exc: sse.event(
-        None, {"error": {"message": str(exc), "type": "generation_failed"}}))
+        None, {"error": {"message": str(exc), "type": "generation_failed"}}), gone)
 
 
 def _usage(services: Services, body: ChatRequest, text: str) -> dict[str, int]:
