@@ -18,6 +18,7 @@ from api.app import create_app
 from api.services import Services
 from api.settings import Settings
 from generation.batching import client_gone
+from generation.errors import ServerBusy
 from generation.generator import Messages, SamplingConfig
 from tests.fakes import FakeEmbedder
 from tests.helpers import LOCAL_URL
@@ -128,3 +129,23 @@ def test_a_client_that_stays_gets_the_whole_answer(app_and_gen: tuple[Any, SlowG
     assert reply["choices"][0]["message"]["content"].count("word") == PIECES
     assert not gen.saw_gone.is_set()
     assert gen.gone is not None and not gen.gone.is_set()
+
+
+class BusyGenerator(SlowGenerator):
+    def stream(self, messages: Messages, sampling: SamplingConfig,
+               adapter: str | None = None) -> Iterator[str]:
+        raise ServerBusy(waiting=32, retry_after_s=7)
+
+
+def test_a_full_queue_is_503_with_retry_after(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data", screen="off")
+    services = Services(settings, embedder=FakeEmbedder(), generator=BusyGenerator())
+    with TestClient(create_app(settings, services), base_url=LOCAL_URL) as client:
+        for stream in (False, True):
+            reply = client.post("/v1/chat/completions", json={
+                "model": "smollm2-135m-instruct", "stream": stream,
+                "messages": [{"role": "user", "content": "Hello?"}]})
+            assert reply.status_code == 503
+            assert reply.headers["retry-after"] == "7"
+            assert reply.json()["error"] == "busy" and reply.json()["retry_after_s"] == 7
+            assert "RAGTUNE_GENERATION_QUEUE" in reply.json()["detail"]
