@@ -12,7 +12,7 @@ Each app has its own registry: two apps in one process (tests) never share count
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -71,12 +71,18 @@ class Metrics:
             "time from the start of a generation to its first token (prefill; the wait for the "
             "model lock not included)", buckets=TTFT_BUCKETS, registry=self.registry)
 
+        self.queued = Histogram(
+            "ragtune_generation_queue_seconds",
+            "time a generation waited for a batch slot (RAGTUNE_MAX_BATCH) or the model before "
+            "its prefill began", buckets=TTFT_BUCKETS, registry=self.registry)
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.request_seconds.labels(method if method in METHODS else "OTHER", route,
                                     f"{status // 100}xx").observe(seconds)
 
     def observe_generation(self, stats: GenerationStats) -> None:
         self.tokens.inc(stats.new_tokens)
+        self.queued.observe(stats.queued_s)
         if stats.new_tokens:
             self.ttft.observe(stats.time_to_first_token_s)
         if stats.decode_tok_s > 0:
@@ -90,6 +96,7 @@ class Metrics:
         self.registry.register(StateCollector(services.ingest_worker.store, chunks,
                                               services.tuning.store, services.adapters))
         services.serving.observe(self.observe_generation)
+        self.registry.register(GenerationQueue(services.serving.queue_state))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -126,6 +133,22 @@ class ChunkTally:
                 seen[job.id] = job.chunks_added  # a resumed job starts again from 0
             self._seen = seen
             return self.total
+
+
+class GenerationQueue(Collector):
+    """Generations waiting for a batch slot and being written, read at scrape time."""
+
+    def __init__(self, read: Callable[[], tuple[int, int]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        waiting, running = self.read()
+        gauge = GaugeMetricFamily("ragtune_generation_requests", "generations waiting for a batch "
+                                  "slot (RAGTUNE_GENERATION_QUEUE) or being written",
+                                  labels=["state"])
+        gauge.add_metric(["waiting"], waiting)
+        gauge.add_metric(["running"], running)
+        yield gauge
 
 
 class StateCollector(Collector):

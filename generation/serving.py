@@ -80,6 +80,12 @@ class ServingModel:
             if isinstance(self._generator, StatsSource):
                 self._generator.observe(listener)
 
+    def queue_state(self) -> tuple[int, int]:
+        """(generations waiting for a batch slot, generations being written); (0, 0) before the
+        model loads or where it is not batched."""
+        engine = getattr(self._generator, "engine", None)
+        return (engine.waiting, engine.running) if engine is not None else (0, 0)
+
     @property
     def loaded(self) -> bool:
         return self._generator is not None

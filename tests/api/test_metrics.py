@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from api.app import create_app
 from api.keys import KeyStore
-from api.metrics import ChunkTally, StateCollector
+from api.metrics import ChunkTally, GenerationQueue, StateCollector
 from api.services import Services
 from api.settings import Settings
 from generation.generator import GenerationStats, Messages, SamplingConfig, StatsListener
@@ -229,6 +229,9 @@ def test_generations_report_tokens_and_time_to_first_token(client: TestClient) -
     assert sample(text, "ragtune_generation_time_to_first_token_seconds_sum") == pytest.approx(0.6)
     assert sample(text, "ragtune_generation_tokens_per_second_bucket", le="50.0") == 2
     assert sample(text, "ragtune_generation_tokens_per_second_bucket", le="20.0") == 0
+    assert sample(text, "ragtune_generation_queue_seconds_count") == 2
+    assert sample(text, "ragtune_generation_requests", state="waiting") == 0
+    assert sample(text, "ragtune_generation_requests", state="running") == 0
 
 
 def test_metrics_need_a_read_key_once_keys_exist(client: TestClient, settings: Settings) -> None:
@@ -251,3 +254,16 @@ def scrape_with(client: TestClient, key: str) -> str:
 
 def test_metrics_stay_out_of_the_openapi_schema(client: TestClient) -> None:
     assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+
+
+def test_the_generation_queue_is_read_at_each_scrape() -> None:
+    state = [(3, 5)]
+    registry = CollectorRegistry()
+    registry.register(GenerationQueue(lambda: state[0]))
+    text = generate_latest(registry).decode()
+    assert sample(text, "ragtune_generation_requests", state="waiting") == 3
+    assert sample(text, "ragtune_generation_requests", state="running") == 5
+    state[0] = (0, 1)
+    text = generate_latest(registry).decode()
+    assert sample(text, "ragtune_generation_requests", state="waiting") == 0
+    assert sample(text, "ragtune_generation_requests", state="running") == 1
