@@ -41,7 +41,8 @@ def embedder_factory(corpus: Corpus) -> Callable[[], Embedder]:
         return functools.partial(_same, given)
     s = corpus.settings
     return functools.partial(SentenceTransformerEmbedder, s.embedder, device=s.torch_device,
-                             batch_size=s.embed_batch_size)
+                             batch_size=s.embed_batch_size, backend=s.embed_backend,
+                             cache_dir=s.data_dir / "embedders")
 
 
 def _same(embedder: Embedder) -> Embedder:

@@ -37,9 +37,10 @@ class Corpus:
         """The embedder, loaded on first use."""
         with self._embedder_lock:
             if self._embedder is None:
+                s = self.settings
                 self._embedder = SentenceTransformerEmbedder(
-                    self.settings.embedder, device=self.settings.torch_device,
-                    batch_size=self.settings.embed_batch_size)
+                    s.embedder, device=s.torch_device, batch_size=s.embed_batch_size,
+                    backend=s.embed_backend, cache_dir=s.data_dir / "embedders")
             return self._embedder
 
     @property

@@ -31,7 +31,12 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device for models")
     embedder: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model directory,"
                           " or all-MiniLM-L6-v2 for the packaged one")
-    embed_batch_size: int = Field(64, ge=1, le=4096, description="texts per embedding batch")
+    embed_batch_size: int = Field(16, ge=1, le=4096, description="texts per embedding batch, "
+                                  "sorted by length first (small batches pad less on a CPU; "
+                                  "raise it on a GPU)")
+    embed_backend: Literal["auto", "torch", "openvino"] = Field(
+        "auto", description="runs the embedder: torch, or openvino (CPU; the same vectors, converted "
+                            "once under the data dir); auto: openvino on CPU when installed")
     chunk_size: int = Field(256, ge=16, le=8192, description="default chunk size (tokens)")
     chunk_overlap: int = Field(32, ge=0, description="default chunk overlap (tokens)")
     search_mode: Literal["hybrid", "dense", "keyword"] = Field(
