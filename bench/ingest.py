@@ -8,7 +8,12 @@ this machine's bound measured in the same run (peak fp32 matmul GFLOP/s, copy ba
 - index_save: the index's vectors (chunks x dim x 4 bytes) copied once at peak bandwidth.
 Ratios are bound / measured seconds (chunks/s: measured / bound).
 
-    python -m bench.ingest [--data-dir /tmp/ragtune-bench] [--quick | --docs N]
+A full run (no --docs, no --quick) also scores the collection it built on the SciFact test queries
+(nDCG@10, dense and hybrid), so a faster embedding path is seen beside its quality. The embedder's
+backend and batch size come from the environment like the server's (RAGTUNE_EMBED_BACKEND,
+RAGTUNE_EMBED_BATCH_SIZE) and are recorded with the figures.
+
+    python -m bench.ingest [--data-dir /tmp/ragtune-bench] [--quick | --docs N] [--no-ndcg]
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from api.corpus import Corpus
 from api.settings import Settings
+from retrieval.evaluation import load_qrels, load_queries, run_queries, score_run
 
 from . import bounds
 from .common import SHARED, require, write
@@ -46,6 +52,15 @@ def stage_bounds(summary: dict[str, Any], text_bytes: int, chunks: int, dim: int
     return out
 
 
+def scifact_ndcg(svc: Corpus, collection: str, scifact: Path) -> dict[str, float]:
+    """nDCG@10 on the SciFact test queries, dense and hybrid, from `collection` (the full corpus)."""
+    qrels = load_qrels(scifact / "qrels" / "test.tsv")
+    queries = {q: t for q, t in load_queries(scifact / "queries.jsonl").items() if q in qrels}
+    coll = svc.collection(collection)
+    return {mode: round(score_run(run_queries(coll, svc.embedder, queries, mode=mode),
+                                  qrels)[0]["ndcg@10"], 4) for mode in ("dense", "hybrid")}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -54,6 +69,7 @@ def main() -> None:
     p.add_argument("--collection", default="scifact")
     p.add_argument("--docs", type=int, help="first N documents only")
     p.add_argument("--quick", action="store_true", help="first 500 documents (ingest_quick.json)")
+    p.add_argument("--no-ndcg", action="store_true", help="skip the SciFact test nDCG@10 of a full run")
     args = p.parse_args()
     require(args.corpus, "the SciFact corpus")
     docs = 500 if args.quick else args.docs
@@ -68,9 +84,10 @@ def main() -> None:
     coll = svc.catalog.get(args.collection)
     stats = coll.stats()
     bound = bounds.measure()
+    emb: Any = svc.embedder
     texts = [h["text"] for h in coll.docstore.chunks_by_id(list(range(1, 501))).values()]
-    tokens = sum(svc.embedder.count_tokens(t) + 2 for t in texts) / max(len(texts), 1)
-    flops = bounds.encoder_flops_per_token(svc.embedder.model, int(tokens)) * tokens
+    tokens = sum(emb.count_tokens(t) + 2 for t in texts) / max(len(texts), 1)
+    flops = bounds.encoder_flops_per_token(emb.model, int(tokens)) * tokens
     bound_cps = bound["matmul_fp32_gflops"] * 1e9 / flops
     opener = gzip.open if corpus.suffix == ".gz" else open
     with opener(corpus, "rb") as f:
@@ -81,6 +98,10 @@ def main() -> None:
                         "ratio": round(summary["chunks_per_s"] / bound_cps, 3)}
     summary["stages"] = stage_bounds(summary, text_bytes, stats["chunks"], coll.config.dim,
                                      1 / bound_cps, bound)
+    summary["embedder"] = {"name": emb.name, "backend": getattr(emb, "backend", None),
+                           "batch_size": getattr(emb, "batch_size", None)}
+    print(f"embedder {emb.name}, backend {summary['embedder']['backend']}, "
+          f"batch size {summary['embedder']['batch_size']}")
     print(f"bound: {bound_cps:.1f} chunks/s if embedding ran at peak matmul speed "
           f"({bound['matmul_fp32_gflops']} GFLOP/s, {tokens:.0f} tokens/chunk); "
           f"ratio {summary['bound']['ratio']}")
@@ -90,6 +111,9 @@ def main() -> None:
     for stage, row in summary["stages"].items():
         print(f"  {stage:<11}{row['seconds']:8.2f}s  {100 * row['seconds'] / total:5.1f}%  "
               f"bound {row['bound_s']:.2e}s  ratio {row['ratio']}")
+    if not docs and not args.no_ndcg:
+        summary["scifact_test_ndcg10"] = scifact_ndcg(svc, args.collection, args.corpus.parent)
+        print(f"SciFact test nDCG@10: {summary['scifact_test_ndcg10']}")
     suffix = "_quick" if args.quick else (f"_{docs}" if docs else "")
     write("ingest" + suffix, {"corpus": str(corpus), **stats, **summary})
     svc.close()
