@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -287,6 +287,7 @@ class HFGenerator:
         self._lock = threading.Lock()
         self._fallback = not getattr(loaded.tokenizer, "chat_template", None)
         self._peft: Any | None = None  # the peft wrapper around loaded.model, once adapters exist
+        self._selection = peft_adapters.Selection()
         # answers decode together where the architecture allows (generation/batching.py); else
         # one `model.generate` at a time under the lock
         self.engine: BatchEngine | None = None
@@ -294,8 +295,11 @@ class HFGenerator:
             self.engine = BatchEngine(loaded.model, self._select, self._lock, max_batch=max_batch,
                                       waiting=waiting)
 
-    def _select(self, adapter: str | None) -> AbstractContextManager[Any]:
-        return peft_adapters.selected(self.loaded.model, self._peft, adapter)
+    @contextmanager
+    def _select(self, adapter: str | None) -> Iterator[Any]:
+        """The model with `adapter` selected (switched only when it differs from the last
+        selection: peft_adapters.Selection); entered under the model's lock."""
+        yield self._selection.apply(self.loaded.model, self._peft, adapter)
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -309,10 +313,12 @@ class HFGenerator:
     def add_adapter(self, name: str, path: str | Path) -> None:
         """Load the adapter saved in `path` as `name`; waits for the running generation to end."""
         with self._lock:
+            self._selection.forget()
             self._peft = peft_adapters.attach(self.loaded.model, self._peft, name, path)
 
     def remove_adapter(self, name: str) -> None:
         with self._lock:
+            self._selection.forget()
             self._peft = peft_adapters.detach(self._peft, name)
 
     def observe(self, listener: StatsListener) -> None:
@@ -421,7 +427,7 @@ class HFGenerator:
         from transformers import StoppingCriteriaList
 
         loops = StoppingCriteriaList([_RowLoops(width, sampling.loop_ngram)] if sampling.loop_ngram else [])
-        with self._lock, peft_adapters.selected(self.loaded.model, self._peft, adapter) as model, \
+        with self._lock, self._select(adapter) as model, \
                 torch.no_grad():
             out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
                                  max_new_tokens=max_new, eos_token_id=eos, pad_token_id=pad,
@@ -436,7 +442,7 @@ class HFGenerator:
         # The selection is entered in the worker, while this stream holds the lock, so neither
         # another stream nor add/remove_adapter can change the adapter under a generation.
         job = _Job(self.loaded, ids, max_new, sampling,
-                   select=lambda: peft_adapters.selected(self.loaded.model, self._peft, adapter))
+                   select=lambda: self._select(adapter))
         asked = time.perf_counter()
         self._lock.acquire()
         try:
