@@ -4,7 +4,9 @@ Write order: the docstore commits a whole document in one transaction; the index
 memory and saved (temp file, fsync, rename) at `flush()`. On open, and whenever another process has
 committed (the docstore's revision moved), the index is reconciled with the docstore: extra ids are
 removed and missing ones re-added from the stored embeddings. So after a kill -9 at any moment,
-every document is fully present or fully absent, in both.
+every document is fully present or fully absent, in both. The BM25 index is a cache of the same
+kind: updated in place with each commit, saved beside the vector index, and reconciled by chunk id
+(only the missing chunks' texts are read) when the docstore moved.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .index import INDEXES, VectorIndex, backend
 from .types import ChunkRecord, CommitOutcome, DocumentRecord, Hit, SearchFilter
 
 SEARCH_MODES = ("hybrid", "dense", "keyword")
-BM25_REBUILD_S = 5.0
+BM25_FILE = "bm25.npz"
 HYBRID_ALPHA = 0.7  # weight of the dense score in hybrid fusion; tuned on SciFact train (bench.tune_hybrid)
 
 
@@ -72,9 +74,9 @@ class Collection:
         self._dirty = False
         self._last_save = time.monotonic()
         self._revision = -1
-        self._bm25: BM25Index | None = None
-        self._bm25_revision = -1
-        self._bm25_built = 0.0
+        self._bm25_path = root / BM25_FILE
+        self._bm25: BM25Index | None = None  # loaded at the first keyword search
+        self._bm25_dirty = False
         self.reconcile()
 
     @property
@@ -104,8 +106,30 @@ class Collection:
             self._revision = revision
             if len(extra) or len(missing):
                 self._dirty = True
-                self.flush()
+            if self._bm25 is not None:
+                self._reconcile_bm25(self._bm25, truth)
+            self.flush()
             return len(missing), len(extra)
+
+    def _reconcile_bm25(self, bm25: BM25Index, truth: np.ndarray) -> None:
+        """Make the BM25 index hold exactly the docstore's chunks `truth`, reading the texts of
+        the missing ones only."""
+        cached = bm25.live_ids()
+        extra = np.setdiff1d(cached, truth)
+        missing = np.setdiff1d(truth, cached)
+        if len(missing) > len(truth) // 2:  # (re)building: one read of every text
+            ids, texts = self.docstore.chunk_texts()
+            keep = np.isin(ids, missing)
+            ids, texts = ids[keep], [t for t, k in zip(texts, keep, strict=True) if k]
+        else:
+            rows = {i: r["text"] for start in range(0, len(missing), 2000)
+                    for i, r in self.docstore.chunks_by_id(
+                        missing[start:start + 2000].tolist()).items()}
+            ids = np.array(sorted(rows), dtype=np.int64)
+            texts = [rows[i] for i in ids.tolist()]
+        if bm25.remove(extra) or len(ids):
+            bm25.add(ids, texts)
+            self._bm25_dirty = True
 
     def _refresh_if_changed(self) -> None:
         if self.docstore.revision() != self._revision:
@@ -118,9 +142,13 @@ class Collection:
                 self.index.save(self._index_path)
                 self._dirty = False
                 self._last_save = time.monotonic()
+            if self._bm25 is not None and self._bm25_dirty:
+                self._bm25.save(self._bm25_path)
+                self._bm25_dirty = False
+                self._last_save = time.monotonic()
 
     def flush_if_stale(self, max_age_s: float = 30.0) -> None:
-        if self._dirty and time.monotonic() - self._last_save > max_age_s:
+        if (self._dirty or self._bm25_dirty) and time.monotonic() - self._last_save > max_age_s:
             self.flush()
 
     # -- writes ---------------------------------------------------------------------------------
@@ -131,11 +159,16 @@ class Collection:
         with self._lock:
             self._refresh_if_changed()
             results = self.docstore.put_documents(items)
-            for (_, _, vectors), (status, added, removed, _) in zip(items, results, strict=True):
+            for (_, chunks, vectors), (status, added, removed, _) in zip(items, results,
+                                                                          strict=True):
                 if status != "unchanged":
                     self.index.remove(np.array(removed, dtype=np.int64))
                     self.index.add(np.array(added, dtype=np.int64), vectors)
                     self._dirty = True
+                    if self._bm25 is not None:
+                        self._bm25.remove(np.array(removed, dtype=np.int64))
+                        self._bm25.add(np.array(added, dtype=np.int64), [c.text for c in chunks])
+                        self._bm25_dirty = True
             self._revision = self.docstore.revision()
         return [CommitOutcome(status=status, doc_id=doc.doc_id, chunks_added=len(added),
                               replaced_doc_id=old)
@@ -152,6 +185,9 @@ class Collection:
             if removed is None:
                 return False
             self.index.remove(np.array(removed, dtype=np.int64))
+            if self._bm25 is not None:
+                self._bm25.remove(np.array(removed, dtype=np.int64))
+                self._bm25_dirty = True
             self._revision = self.docstore.revision()
             self._dirty = True
             self.flush()
@@ -175,38 +211,49 @@ class Collection:
             self._refresh_if_changed()
             allowed = None if flt is None or flt.is_empty() else self.docstore.filtered_chunk_ids(flt)
             depth = k if mode == "dense" else max(4 * k, 50)
-            scores, ids = self.index.search(query_vectors, depth, allowed_ids=allowed)
+            _, ids = self.index.search(query_vectors, depth, allowed_ids=allowed)
             rankings = [[int(i) for i in row if i >= 0] for row in ids]
+            cosine: list[dict[int, float]] = [{} for _ in rankings]
             if mode != "dense":
-                rankings = self._keyword_rankings(query_vectors, query_texts or [], rankings,
-                                                  depth, allowed, mode, alpha)
+                rankings, cosine = self._keyword_rankings(query_vectors, query_texts or [],
+                                                          rankings, depth, allowed, mode, alpha)
             rankings = [r[:k] for r in rankings]
             wanted = sorted({i for r in rankings for i in r})
             rows = self.docstore.chunks_by_id(wanted)
-            cosine = self._cosines(query_vectors, wanted)
+            unscored = sorted({i for r, c in zip(rankings, cosine, strict=True) for i in r
+                               if i not in c})
+            if unscored:
+                for known, more in zip(cosine, self._cosines(query_vectors, unscored), strict=True):
+                    known.update(more)
         return [[Hit(chunk_id=i, score=cosine[q].get(i, 0.0), **rows[i]) for i in r if i in rows]
                 for q, r in enumerate(rankings)]
 
     def _keyword_rankings(self, queries: np.ndarray, texts: list[str], dense: list[list[int]],
-                          depth: int, allowed: np.ndarray | None, mode: str,
-                          alpha: float) -> list[list[int]]:
+                          depth: int, allowed: np.ndarray | None, mode: str, alpha: float
+                          ) -> tuple[list[list[int]], list[dict[int, float]]]:
+        """Each query's ranking by BM25 (`keyword`) or fused (`hybrid`), and the cosines it
+        computed on the way (those of the fused candidates)."""
         bm25 = self._keyword_index()
-        out = []
+        out: list[list[int]] = []
+        cosines: list[dict[int, float]] = []
         for q, (text, dn) in enumerate(zip(texts, dense, strict=True)):
             all_scores = bm25.score_all(text)
             kw_ids = bm25.top(all_scores, depth, allowed)[1].tolist()
             if mode == "keyword":
                 out.append(kw_ids)
+                cosines.append({})
                 continue
             candidates = sorted(set(dn) | set(kw_ids))
             cos = self._cosines(queries[q:q + 1], candidates)[0]
-            kw = {i: float(all_scores[bm25.position[i]]) for i in candidates if i in bm25.position}
+            kw = bm25.lookup(all_scores, candidates)
             fused = [i for i, _ in convex_fusion(cos, kw, alpha)]
             if is_phrase(text):
-                rows = self.docstore.chunks_by_id(fused)
+                # only chunks holding every word of the phrase can hold it verbatim
+                rows = self.docstore.chunks_by_id(bm25.may_contain(text, fused))
                 fused = phrase_first(text, fused, {i: r["text"] for i, r in rows.items()})
             out.append(fused)
-        return out
+            cosines.append(cos)
+        return out, cosines
 
     def _cosines(self, queries: np.ndarray, ids: list[int]) -> list[dict[int, float]]:
         vecs = {int(i): v for got, block in self.docstore.embeddings(np.array(ids), self.config.dim)
@@ -218,25 +265,27 @@ class Collection:
         return [dict(zip(order, map(float, row), strict=True)) for row in sims]
 
     def settle_keyword_index(self) -> None:
-        """Rebuild the BM25 index now if the docstore changed: called when an ingest finishes, so
-        what it added is searchable by keyword as soon as it says it succeeded."""
+        """Bring the BM25 index up to date with the docstore and save it: called when an ingest
+        finishes, so what it added is searchable by keyword as soon as it says it succeeded, and
+        the next process to open the collection reads only what changed after."""
         with self._lock:
             self._refresh_if_changed()
-            self._keyword_index(force=True)
+            self._keyword_index()
+            self.flush()
 
-    def _keyword_index(self, force: bool = False) -> BM25Index:
-        """The BM25 index, rebuilt when the docstore changed (at most every few seconds while
-        writes keep coming, so a long ingest does not rebuild it on every search)."""
-        changed = self._bm25_revision != self._revision
-        stale = self._bm25 is None or (changed and (
-            force or time.monotonic() - self._bm25_built > BM25_REBUILD_S))
-        if stale:
-            ids, texts = self.docstore.chunk_texts()
-            index = BM25Index()
-            index.build(ids, texts)
-            self._bm25, self._bm25_revision = index, self._revision
-            self._bm25_built = time.monotonic()
-        assert self._bm25 is not None
+    def _keyword_index(self) -> BM25Index:
+        """The BM25 index: loaded from its file (or built from the docstore when the file is
+        missing or unreadable) at first use, then kept in step with every change."""
+        if self._bm25 is None:
+            bm25 = BM25Index()
+            if self._bm25_path.exists():
+                try:
+                    bm25 = BM25Index.load(self._bm25_path)
+                except Exception:  # noqa: BLE001 - an unreadable cache is rebuilt from the docstore
+                    pass
+            self._bm25 = bm25
+            self._reconcile_bm25(bm25, self.docstore.chunk_ids())
+            self.flush()
         return self._bm25
 
     def chunk_refs(self) -> list[tuple[int, str]]:

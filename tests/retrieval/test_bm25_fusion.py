@@ -72,3 +72,27 @@ def test_convex_fusion_keeps_margins_and_phrase_first() -> None:
     texts = {1: "nothing here", 2: "He learned they were the wife, and the\nyounger sister"}
     assert phrase_first("they were the WIFE and the younger", [1, 2], texts) == [2, 1]
     assert phrase_first("the wife", [1, 2], texts) == [1, 2], "short queries are not phrases"
+
+
+def test_may_contain_keeps_every_chunk_that_holds_the_phrase() -> None:
+    """The shortcut hybrid search takes before reading texts never drops a verbatim match, even
+    one whose first or last word is part of a longer word in the chunk."""
+    from retrieval.bm25 import phrase_first, phrase_key
+
+    rng = np.random.default_rng(7)
+    words = "the cells divide quickly in cultures of red blood and bone marrow".split()
+    texts = {i: " ".join(rng.choice(words, size=30).tolist()) for i in range(200)}
+    index = BM25Index()
+    index.build(np.array(list(texts)), list(texts.values()))
+    ids = list(texts)
+    for _ in range(300):
+        key = phrase_key(texts[int(rng.integers(200))])
+        start = int(rng.integers(0, len(key) // 2))
+        query = key[start:start + int(rng.integers(20, 60))]  # may cut words at both ends
+        moved = phrase_first(query, ids, texts)
+        holding = [i for i in ids if phrase_key(query) in phrase_key(texts[i])]
+        if len(phrase_key(query).split()) >= 5:
+            assert moved[:len(holding)] == holding and holding
+            assert set(holding) <= set(index.may_contain(query, ids))
+    assert index.may_contain("cells divide zebra crossing quickly", ids) == []
+    assert index.may_contain("the and of in the", ids) == ids, "stop words alone prove nothing"

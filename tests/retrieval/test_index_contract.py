@@ -114,3 +114,31 @@ class TestEveryBackendOnGpu(TestEveryBackend):
     """The same with GPU placement asked for: backends that can search on a GPU copy do."""
 
     use_gpu = True
+
+
+def test_a_small_flat_search_runs_in_one_thread_and_leaves_the_callers_setting() -> None:
+    import faiss
+
+    from retrieval.exact import FaissIndex
+
+    index, vecs = FaissIndex(DIM, use_gpu=False), _vectors(50)
+    index.add(np.arange(50), vecs)
+    seen: list[int] = []
+    real = index._index
+
+    class Spy:  # records the thread count the search ran with
+        ntotal = real.ntotal
+
+        def search(self, *args: Any, **kwargs: Any) -> Any:
+            seen.append(faiss.omp_get_max_threads())
+            return real.search(*args, **kwargs)
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        index._index = Spy()
+        assert index.search(vecs[:1], 3)[1][0, 0] == 0
+        assert index.search(vecs[:1], 3, allowed_ids=np.array([4]))[1][0, 0] == 4
+        assert seen == [1, 1] and faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)
