@@ -17,7 +17,13 @@ to the maximum (the sample count is in the JSON).
 Every ask runs the model: the benchmark sets min_score to -1, so no claim is refused before generation.
 Run `python -m bench.ingest` first (it builds the collection this reads).
 
+`--search-only` leaves out the asks (results/query_search.json): nDCG@10, search latency in each mode
+in-process and hybrid over HTTP, and the BM25 index's upkeep on this collection: a full build from
+the docstore's texts against loading its saved file and against updating it in place for a few
+changed documents (the scores of the updated index are checked equal to a fresh build's).
+
     python -m bench.query [--data-dir /tmp/ragtune-bench] [--quick] [--asks 16] [--ask-tokens 64]
+    python -m bench.query --search-only [--data-dir /tmp/ragtune-bench]
 """
 
 from __future__ import annotations
@@ -33,13 +39,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 
 from api.services import Services
 from api.settings import Settings
+from retrieval.bm25 import BM25Index
 from retrieval.evaluation import load_qrels, load_queries, run_queries, score_run
 
 from . import bounds
-from .common import SHARED, percentiles, require, write
+from .common import SHARED, Timer, percentiles, require, write
 
 PORT = 8765
 ANCHORS = {"bm25": 0.665, "all-MiniLM-L6-v2": 0.645, "bm25+cross-encoder": 0.688}
@@ -123,14 +131,54 @@ def search_floor_ms(embedder: Any, scan_bytes: int, text: str, bound: dict[str, 
     return (embed_s + scan_bytes / (bound["memory_bandwidth_gbs"] * 1e9)) * 1000
 
 
-def search_in_process(svc: Services, collection: str, texts: list[str]) -> dict[str, Any]:
-    svc.search(collection, "warm up", 10)  # builds the BM25 index, once per process
+def search_in_process(svc: Services, collection: str, texts: list[str],
+                      mode: str = "hybrid") -> dict[str, Any]:
+    svc.search(collection, "warm up", 10, mode=mode)  # loads the BM25 index, once per process
     samples = []
     for text in texts:
         t = time.perf_counter()
-        svc.search(collection, text, 10)
+        svc.search(collection, text, 10, mode=mode)
         samples.append(time.perf_counter() - t)
     return percentiles(samples)
+
+
+def bm25_upkeep(coll: Any, changed_docs: int = 10) -> dict[str, Any]:
+    """Seconds to build the BM25 index from every text, to save and load it, and to update it in
+    place for `changed_docs` documents removed and added back; the updated index must score
+    every chunk as a fresh build does."""
+    ids, texts = coll.docstore.chunk_texts()
+    with Timer() as build:
+        full = BM25Index()
+        full.build(ids, texts)
+    path = coll.root / "bm25-bench.npz"
+    try:
+        with Timer() as save:
+            full.save(path)
+        with Timer() as load:
+            BM25Index.load(path)
+    finally:
+        path.unlink(missing_ok=True)
+    refs = coll.docstore.chunk_refs()
+    docs = sorted({d for _, d in refs})[:: max(1, len({d for _, d in refs}) // changed_docs)]
+    picked = [i for i, d in refs if d in set(docs[:changed_docs])]
+    text_of = dict(zip(ids.tolist(), texts, strict=True))
+    with Timer() as update:
+        full.remove(np.array(picked))
+        full.add(np.array(picked), [text_of[i] for i in picked])
+    fresh = BM25Index()
+    fresh.build(ids, texts)
+    for query in ("cancer risk", "vitamin D deficiency in children", "protein folding"):
+        a, b = full.score_all(query), fresh.score_all(query)
+        if full.lookup(a, ids.tolist()) != fresh.lookup(b, ids.tolist()):
+            raise SystemExit(f"the updated BM25 index scores {query!r} unlike a fresh build")
+    out = {"chunks": len(ids), "build_s": build.seconds, "save_s": save.seconds,
+           "load_s": load.seconds, "changed_docs": changed_docs, "changed_chunks": len(picked),
+           "update_s": update.seconds}
+    print(f"BM25 index, {len(ids)} chunks: full build {build.seconds:.2f} s, save "
+          f"{save.seconds:.3f} s, load {load.seconds:.3f} s; {changed_docs} documents "
+          f"({len(picked)} chunks) removed and added back in place {1000 * update.seconds:.1f} ms, "
+          f"scores equal to a fresh build")
+    return out
 
 
 def ask_in_process(svc: Services, collection: str, texts: list[str],
@@ -187,6 +235,8 @@ def main() -> None:
     p.add_argument("--ask-tokens", type=int, default=64, help="max_new_tokens of each ask")
     p.add_argument("--quick", action="store_true",
                    help="6 asks, 8 concurrent asks, 32 new tokens (results/query_quick.json)")
+    p.add_argument("--search-only", action="store_true",
+                   help="no asks; search in each mode and BM25 upkeep (results/query_search.json)")
     args = p.parse_args()
     if args.quick:
         args.asks, args.concurrent_asks, args.ask_tokens = 6, 8, 32
@@ -203,6 +253,8 @@ def main() -> None:
     first = bounds.measure()
     texts = list(test_queries.values())[:100]
     inproc = search_in_process(svc, args.collection, texts)
+    if args.search_only:
+        return search_only(args, svc, coll, metrics, len(qrels), first, texts, inproc)
     claims = texts[: args.asks]
     ask, counts, loaded = ask_in_process(svc, args.collection, claims, args.ask_tokens)
     embedder, scan_bytes = svc.embedder, len(coll.index) * coll.config.dim * 4
@@ -224,6 +276,34 @@ def main() -> None:
     result = {"metrics": metrics, "queries": len(qrels), "bounds": bound, "anchors": ANCHORS,
               "in_process": inproc, "ask_in_process": ask, **http}
     write("query" + ("_quick" if args.quick else ""), result)
+
+
+def search_only(args: argparse.Namespace, svc: Services, coll: Any, metrics: dict[str, Any],
+                queries: int, first: dict[str, float], texts: list[str],
+                inproc: dict[str, Any]) -> None:
+    """The search half of `main`: every figure but the asks."""
+    modes = {m: search_in_process(svc, args.collection, texts, m) for m in ("dense", "keyword")}
+    upkeep = bm25_upkeep(coll)
+    embedder, scan_bytes = svc.embedder, len(coll.index) * coll.config.dim * 4
+    svc.close()
+    server = _serve(args.data_dir)
+    try:
+        http = {f"http_search_{c}_clients": http_search(texts, args.collection, c) for c in (1, 8)}
+    finally:
+        server.terminate()
+        server.wait()
+    bound = {k: max(v, first[k]) for k, v in bounds.measure().items()}
+    print(f"bounds: {bound}")
+    search_ms = sum(search_floor_ms(embedder, scan_bytes, t, bound) for t in texts) / len(texts)
+    show("search in-process", with_bound(inproc, search_ms), "queries")
+    for mode, lat in modes.items():
+        show(f"{mode} search in-process", with_bound(lat, search_ms), "queries")
+    for key, lat in http.items():
+        show(key.replace("_", " "), with_bound(lat, search_ms), "queries")
+    write("query_search", {"metrics": metrics, "queries": queries, "bounds": bound,
+                           "anchors": ANCHORS, "in_process": inproc,
+                           **{f"{m}_in_process": lat for m, lat in modes.items()}, **http,
+                           "bm25": upkeep, "load_average_1_5_15_min": os.getloadavg()})
 
 
 if __name__ == "__main__":
