@@ -66,13 +66,15 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     client = connect(args, settings)
     if client is not None:
         flt = {k: v for k, v in (("source", args.source), ("doc_id", args.doc_id)) if v}
-        hits = client.search(args.collection, args.query, args.k, args.mode, flt or None)
+        hits = client.search(args.collection, args.query, args.k, args.mode, flt or None,
+                             rerank=args.rerank)
     else:
         from retrieval.types import SearchFilter
 
         svc = open_corpus(settings)
         found = svc.search(args.collection, args.query, args.k,
-                           SearchFilter(source=args.source, doc_id=args.doc_id), mode=args.mode)
+                           SearchFilter(source=args.source, doc_id=args.doc_id), mode=args.mode,
+                           rerank=args.rerank)
         hits = [HitOut(**h.__dict__) for h in found]
     if args.json:
         print(json.dumps({"hits": [h.model_dump() for h in hits]}, indent=2))
@@ -138,7 +140,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     options = {"k": args.k, "max_new_tokens": args.max_new_tokens, "mode": args.mode,
                "answer_style": args.answer_style, "strict": args.strict}
     client = connect(args, settings)
-    items = (client.ask_stream(args.collection, args.question, **options) if client is not None
+    items = (client.ask_stream(args.collection, args.question, **options, rerank=args.rerank)
+             if client is not None
              else _ask_here(args, settings, options))
     answer, streamed = None, ""
     for item in items:
@@ -187,7 +190,8 @@ def _ask_here(args: argparse.Namespace, settings: Settings,
 
     svc = _services(settings)
     final, screening = None, None
-    for item in svc.screened_ask(args.collection, args.question, svc.ask_config(**options)):
+    for item in svc.screened_ask(args.collection, args.question, svc.ask_config(**options),
+                                 rerank=args.rerank):
         if isinstance(item, Answer):
             final = item
         elif isinstance(item, Screening):
@@ -222,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--source")
     q.add_argument("--doc-id")
     q.add_argument("--mode", choices=["hybrid", "dense", "keyword"])
+    q.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=None,
+                   help="rescore the top candidates with the cross-encoder RAGTUNE_RERANKER "
+                        "(default: RAGTUNE_RERANK)")
     q.add_argument("--json", action="store_true")
     add_server_options(q)
     q.set_defaults(func=cmd_search)
@@ -238,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--stream", action="store_true", help="print tokens as they come")
     a.add_argument("--strict", action=argparse.BooleanOptionalAction, default=None,
                    help="refuse an answer that is not grounded (default: RAGTUNE_REFUSE_UNGROUNDED)")
+    a.add_argument("--rerank", action=argparse.BooleanOptionalAction, default=None,
+                   help="rerank the passages' search with RAGTUNE_RERANKER (default: RAGTUNE_RERANK)")
     a.add_argument("--json", action="store_true")
     add_server_options(a)
     a.set_defaults(func=cmd_ask)
@@ -245,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli_eval
 
     cli_eval.add_parser(sub)
+
+    from . import cli_rerank
+
+    cli_rerank.add_parser(sub)
 
     from . import cli_guard
 

@@ -175,20 +175,23 @@ class RagtuneClient:
         return EvalOut.model_validate(_ok(self._http.get(f"/v1/evals/{quote(eval_id)}")))
 
     def search(self, collection: str, query: str, k: int = 5, mode: SearchMode | None = None,
-               filter: Mapping[str, Any] | None = None) -> list[HitOut]:
+               filter: Mapping[str, Any] | None = None,
+               rerank: bool | None = None) -> list[HitOut]:
         """The top `k` chunks of `collection` for `query`. `filter` is the API's: {"source": ...,
-        "doc_id": ..., "metadata": {"key": value}}; `mode` defaults to the server's."""
-        reply = self._http.post(_search_path(collection), json=_search_body(query, k, mode, filter))
+        "doc_id": ..., "metadata": {"key": value}}; `mode` and `rerank` default to the server's."""
+        reply = self._http.post(_search_path(collection),
+                                json=_search_body(query, k, mode, filter, rerank))
         return _hits(reply)
 
     async def asearch(self, collection: str, query: str, k: int = 5,
                       mode: SearchMode | None = None,
-                      filter: Mapping[str, Any] | None = None) -> list[HitOut]:
+                      filter: Mapping[str, Any] | None = None,
+                      rerank: bool | None = None) -> list[HitOut]:
         """`search`, awaited."""
         async with httpx.AsyncClient(base_url=self.base_url, headers=self._headers,
                                      timeout=self.timeout) as http:
             reply = await http.post(_search_path(collection),
-                                    json=_search_body(query, k, mode, filter))
+                                    json=_search_body(query, k, mode, filter, rerank))
         return _hits(reply)
 
 
@@ -217,11 +220,13 @@ def _json(reply: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def _search_body(query: str, k: int, mode: str | None,
-                 flt: Mapping[str, Any] | None) -> dict[str, Any]:
+def _search_body(query: str, k: int, mode: str | None, flt: Mapping[str, Any] | None,
+                 rerank: bool | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {"query": query, "k": k}
     if mode is not None:
         body["mode"] = mode
+    if rerank is not None:
+        body["rerank"] = rerank
     if flt is not None:
         body["filter"] = dict(flt)
     return body

@@ -16,6 +16,8 @@ from ingest.pipeline import FileLimits, FileResult, IngestReport, ingest_paths
 from retrieval.catalog import Catalog
 from retrieval.collection import Collection, CollectionConfig
 from retrieval.embedder import Embedder, SentenceTransformerEmbedder
+from retrieval.errors import InvalidSearch
+from retrieval.rerank import CrossEncoderReranker, Reranker, RerankStage
 from retrieval.search import search
 from retrieval.types import Hit, SearchFilter
 
@@ -31,6 +33,7 @@ class Corpus:
         self.given_embedder = embedder
         """The embedder passed in (tests), if any: else one is loaded from Settings."""
         self._embedder_lock = threading.Lock()
+        self._reranker: Reranker | None = None
 
     @property
     def embedder(self) -> Embedder:
@@ -74,10 +77,30 @@ class Corpus:
                             archive_limits=self.archive_limits, file_limits=self.file_limits,
                             on_result=on_result)
 
+    def reranker(self) -> Reranker:
+        """RAGTUNE_RERANKER (its weights load at the first rerank); InvalidSearch when none is set."""
+        with self._embedder_lock:
+            if self._reranker is None:
+                path = self.settings.reranker_dir()
+                if path is None:
+                    raise InvalidSearch("reranking needs a reranker: set RAGTUNE_RERANKER to a name "
+                                     "under <data_dir>/rerankers or a cross-encoder directory")
+                self._reranker = CrossEncoderReranker(path, device=self.settings.torch_device
+                                                      or "cpu")
+            return self._reranker
+
+    def rerank_stage(self, rerank: bool | None = None) -> RerankStage | None:
+        """The rerank stage a search runs: `rerank` as a request gives it (None: RAGTUNE_RERANK)."""
+        if not (self.settings.rerank if rerank is None else rerank):
+            return None
+        reranker = self.reranker()
+        weight = reranker.weight() if isinstance(reranker, CrossEncoderReranker) else 1.0
+        return RerankStage(reranker, top_n=self.settings.rerank_top_n, weight=weight)
+
     def search(self, name: str, query: str, k: int, flt: SearchFilter | None = None,
-               mode: str | None = None) -> list[Hit]:
+               mode: str | None = None, rerank: bool | None = None) -> list[Hit]:
         return search(self.collection(name), self.embedder, query, k, flt,
-                      mode or self.settings.search_mode)
+                      mode or self.settings.search_mode, self.rerank_stage(rerank))
 
     def close(self) -> None:
         self.catalog.close()

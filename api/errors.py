@@ -38,6 +38,7 @@ from retrieval.errors import (
     InvalidCollectionConfig,
     InvalidName,
     InvalidSearch,
+    RerankerUnavailable,
     UnknownIndex,
 )
 from tasks.errors import TaskError, TaskNotFound
@@ -109,6 +110,7 @@ STATUS: list[tuple[type[Exception], int, str]] = [
     (AdapterError, 422, "adapter_error"),
     (GenerationError, 503, "generator_unavailable"),
     (ScreenError, 503, "screen_unavailable"),
+    (RerankerUnavailable, 503, "reranker_unavailable"),
 ]
 
 

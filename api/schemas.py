@@ -125,6 +125,8 @@ class SearchRequest(Strict):
     filter: SearchFilterIn | None = None
     mode: str | None = Field(None, pattern="^(hybrid|dense|keyword)$",
                              description="ranking; default RAGTUNE_SEARCH_MODE")
+    rerank: bool | None = Field(None, description="rescore the top RAGTUNE_RERANK_TOP_N candidates "
+                                "with the cross-encoder RAGTUNE_RERANKER; default RAGTUNE_RERANK")
 
 
 class HitOut(BaseModel):
@@ -163,6 +165,8 @@ class AskRequest(Strict):
     strict: bool | None = Field(None, description="strict mode: refuse an answer that is not "
                                 "grounded instead of returning it; default: "
                                 "RAGTUNE_REFUSE_UNGROUNDED")
+    rerank: bool | None = Field(None, description="rerank the search for passages with the "
+                                "cross-encoder RAGTUNE_RERANKER; default RAGTUNE_RERANK")
 
 
 class VerdictOut(BaseModel):

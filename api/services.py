@@ -129,13 +129,14 @@ class Services(Corpus):
             return self._verifier
 
     def ask_stream(self, name: str, question: str, config: AskConfig,
-                   flt: SearchFilter | None = None) -> Iterator[str | Answer]:
-        hits = self.search(name, question, config.k, flt)
+                   flt: SearchFilter | None = None,
+                   rerank: bool | None = None) -> Iterator[str | Answer]:
+        hits = self.search(name, question, config.k, flt, rerank=rerank)
         return self.answerer(config).stream(question, hits, config)
 
     def ask(self, name: str, question: str, config: AskConfig,
-            flt: SearchFilter | None = None) -> Answer:
-        hits = self.search(name, question, config.k, flt)
+            flt: SearchFilter | None = None, rerank: bool | None = None) -> Answer:
+        hits = self.search(name, question, config.k, flt, rerank=rerank)
         return self.answerer(config).answer(question, hits, config)
 
     def served_screen(self) -> ServedScreen:
@@ -155,12 +156,13 @@ class Services(Corpus):
         return Guard(self.served_screen().screen, self.settings.screen)
 
     def screened_ask(self, name: str, question: str, config: AskConfig,
-                     flt: SearchFilter | None = None) -> Iterator[str | Answer | Screening]:
+                     flt: SearchFilter | None = None,
+                     rerank: bool | None = None) -> Iterator[str | Answer | Screening]:
         """`ask_stream` behind the screen: ends with a `Screening` unless RAGTUNE_SCREEN is off."""
         guard = self.guard()
         if guard is None:
-            return self.ask_stream(name, question, config, flt)
-        return guard.stream(question, lambda q: self.ask_stream(name, q, config, flt))
+            return self.ask_stream(name, question, config, flt, rerank)
+        return guard.stream(question, lambda q: self.ask_stream(name, q, config, flt, rerank))
 
     def screened_chat(self, messages: Messages, sampling: SamplingConfig,
                       adapter: str | None) -> Iterator[str | Answer | Screening]:

@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(32, ge=0, description="default chunk overlap (tokens)")
     search_mode: Literal["hybrid", "dense", "keyword"] = Field(
         "hybrid", description="default ranking: hybrid (BM25 + dense, rank fusion), dense, keyword")
+    rerank: bool = Field(False, description="rerank searches and asks with the reranker by default "
+                         "(a request's `rerank` wins); needs RAGTUNE_RERANKER")
+    reranker: str = Field("", description="the cross-encoder that reranks: a name under "
+                          "<data_dir>/rerankers (`ragtune rerank train` writes one) or a local "
+                          "sentence-transformers CrossEncoder directory; empty = none")
+    rerank_top_n: int = Field(30, ge=1, le=200, description="first-stage candidates the reranker "
+                              "rescores (a search fetches at least this many)")
     max_upload_mb: float = Field(50.0, gt=0, description="largest accepted file in an upload")
     max_request_mb: float = Field(100.0, gt=0, description="largest request body (all files of an "
                                   "upload together); refused while it arrives")
@@ -142,6 +149,9 @@ class Settings(BaseSettings):
         if self.url not in ("auto", "local") and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"RAGTUNE_URL={self.url} must be auto, local or an http:// or https:// "
                              "URL of a ragtune server")
+        if self.rerank and not self.reranker:
+            raise ValueError("RAGTUNE_RERANK=true needs RAGTUNE_RERANKER: a name under "
+                             "<data_dir>/rerankers or a cross-encoder directory")
         if self.serve_max_replicas and self.serve_max_replicas < self.serve_replicas:
             raise ValueError(f"RAGTUNE_SERVE_MAX_REPLICAS ({self.serve_max_replicas}) must be 0 or at "
                              f"least RAGTUNE_SERVE_REPLICAS ({self.serve_replicas})")
@@ -166,6 +176,15 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    def reranker_dir(self) -> Path | None:
+        """RAGTUNE_RERANKER as a directory: a path (it holds a "/"), else a name under
+        <data_dir>/rerankers."""
+        if not self.reranker:
+            return None
+        if "/" in self.reranker:
+            return Path(self.reranker).expanduser()
+        return self.data_dir / "rerankers" / self.reranker
 
     @property
     def torch_device(self) -> str | None:

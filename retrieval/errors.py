@@ -50,3 +50,7 @@ class UnknownIndex(RetrievalError, ValueError):
     def __init__(self, name: str, known: list[str]) -> None:
         self.name, self.known = name, known
         super().__init__(f"index {name!r} is not one of {', '.join(known)}")
+
+
+class RerankerUnavailable(RetrievalError):
+    """The configured reranker cannot be loaded (no such directory, not a cross-encoder)."""

@@ -83,7 +83,7 @@ def ask(name: str, body: AskRequest, services: ServicesDep,
         k=body.k, max_new_tokens=body.max_new_tokens, temperature=body.temperature,
         mode=body.mode, examples=tuple(Example(e.question, e.answer) for e in body.examples),
         adapter=body.adapter, answer_style=body.answer_style, strict=body.strict)
-    items = services.screened_ask(name, body.question, config, _filter(body))
+    items = services.screened_ask(name, body.question, config, _filter(body), body.rerank)
     if not body.stream:
         held = _Held()
         for item in items:

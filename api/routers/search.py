@@ -19,7 +19,7 @@ def search(name: str, body: SearchRequest, services: ServicesDep) -> SearchRespo
     if body.filter is not None:
         flt = SearchFilter(source=body.filter.source, doc_id=body.filter.doc_id,
                            metadata=dict(body.filter.metadata))
-    hits = services.search(name, body.query, body.k, flt, mode=body.mode)
+    hits = services.search(name, body.query, body.k, flt, mode=body.mode, rerank=body.rerank)
     return SearchResponse(hits=[HitOut(chunk_id=h.chunk_id, doc_id=h.doc_id, source=h.source,
                                        page=h.page, text=h.text, score=h.score,
                                        metadata=h.metadata) for h in hits])
