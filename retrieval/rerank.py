@@ -95,7 +95,7 @@ class CrossEncoderReranker:
     `score` or `load`."""
 
     def __init__(self, model_dir: str | Path, device: str = "cpu", batch_size: int = 32,
-                 max_length: int = 320) -> None:
+                 max_length: int = 256) -> None:
         self.model_dir = Path(model_dir)
         self.name = self.model_dir.name
         self.device = device
@@ -103,6 +103,7 @@ class CrossEncoderReranker:
         self.max_length = max_length
         self._lock = threading.Lock()
         self._model: Any = None
+        self._weight: float | None = None
 
     def record(self) -> dict[str, Any]:
         """The directory's `reranker.json`, or {} where it has none (a user's own cross-encoder)."""
@@ -113,8 +114,11 @@ class CrossEncoderReranker:
         return data if isinstance(data, dict) else {}
 
     def weight(self) -> float:
-        """The mixing weight tuned for this model (its record's `weight`), else 1: its order alone."""
-        return float(self.record().get("weight", 1.0))
+        """The mixing weight tuned for this model (its record's `weight`), else 1: its order alone;
+        read once."""
+        if self._weight is None:
+            self._weight = float(self.record().get("weight", 1.0))
+        return self._weight
 
     def load(self) -> None:
         with self._lock:

@@ -161,7 +161,7 @@ def sweep(runs: Sequence[tuple[list[Hit], list[float], Mapping[str, int]]], key:
             for n in top_ns for w in weights}
 
 
-TOP_NS = (10, 20, 30, 50)
+TOP_NS = (10, 20, 30)
 WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 
 

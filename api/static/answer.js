@@ -110,6 +110,7 @@ function askBody(form) {
   if (f.get("adapter")) body.adapter = f.get("adapter");
   if (f.get("answer_style")) body.answer_style = f.get("answer_style");
   if (f.get("strict")) body.strict = true;
+  if (f.get("rerank")) body.rerank = true;
   return body;
 }
 
@@ -140,6 +141,7 @@ export function initAnswers() {
     const f = new FormData(form);
     const body = {query: f.get("query").trim(), k: Number(f.get("k") || 5)};
     if (f.get("mode")) body.mode = f.get("mode");
+    if (f.get("rerank")) body.rerank = true;
     $("#hits").innerHTML = "";
     const r = await api(coll("/search"), {method: "POST", json: body});
     renderHits(r.hits);
