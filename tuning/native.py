@@ -100,7 +100,6 @@ class _Loop:
 
     def __init__(self, config: TrainConfig, model: Any, tokenizer: Any, data: PreparedData,
                  device: str) -> None:
-        import torch
 
         self.config, self.model, self.tokenizer = config, model, tokenizer
         self.data, self.device = data, device
@@ -109,14 +108,11 @@ class _Loop:
         self.n_batches = math.ceil(len(data.train) / config.batch_size)
         self.micro_limit = self.n_batches * config.epochs if config.max_steps is None else math.inf
         self.total = config.max_steps or math.ceil(self.n_batches * config.epochs / config.grad_accum)
-        params = [p for _, p in trainable_parameters(model)]
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-        warmup = int(self.total * config.warmup_ratio)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
-                                                           _schedule(warmup, lambda: self.total))
+        self.optimizer, self.scheduler = self._make_optimizer(
+            _schedule(int(self.total * config.warmup_ratio), lambda: self.total))
         self.budget_s = parse_duration(config.time_budget) if config.time_budget else None
         self._rate_from: tuple[int, float] | None = None  # (step, seconds) the rate is measured from
-        self.fast = can_use_fast_loss(model, config)
+        self.fast = self._uses_fast_loss()
         self.last_lr = config.lr
         self.ckpt_root = Path(config.output_dir) / CHECKPOINTS_DIR
         self.state = checkpoints.LoopState()
@@ -124,6 +120,35 @@ class _Loop:
         self.best_weights: dict[str, Any] | None = None
         self._resume()
         self.log = RunLog(Path(config.output_dir), resume=self.state.step > 0)
+
+    def _make_optimizer(self, factor: Callable[[int], float]) -> tuple[Any, Any]:
+        """The optimiser over the trainable weights and its schedule (lr x factor(step))."""
+        import torch
+
+        params = [p for _, p in trainable_parameters(self.model)]
+        optimizer = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    def _uses_fast_loss(self) -> bool:
+        return can_use_fast_loss(self.model, self.config)
+
+    def _loss(self, batch: dict[str, Any]) -> Any:
+        return loss_sum(self.model, batch, self.fast)
+
+    def _apply_gradients(self) -> None:
+        """Clip, step the optimiser and the schedule, clear the gradients."""
+        import torch
+
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if self.config.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.last_lr = float(self.scheduler.get_last_lr()[0])
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _save(self) -> Path:
+        return save_adapter(self.model, self.tokenizer, self.config)
 
     def _resume(self) -> None:
         found = checkpoints.latest(self.ckpt_root) if self.config.resume else None
@@ -152,7 +177,6 @@ class _Loop:
         """One optimiser step over grad_accum micro-batches: (mean loss per target token, tokens);
         None when `should_stop` says so between micro-batches (the weights are then untouched, so
         the checkpoint taken next is that of the last whole step)."""
-        import torch
 
         first = self.state.step * self.config.grad_accum
         ks = [k for k in range(first, first + self.config.grad_accum) if k < self.micro_limit]
@@ -165,17 +189,11 @@ class _Loop:
                 return None
             batch = self._to_device(examples)
             with self._autocast():
-                loss = loss_sum(self.model, batch, self.fast)
+                loss = self._loss(batch)
             (loss / targets).backward()
             total += float(loss.detach())
             tokens += sum(len(e.input_ids) for e in examples)
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        if self.config.max_grad_norm:
-            torch.nn.utils.clip_grad_norm_(params, self.config.max_grad_norm)
-        self.optimizer.step()
-        self.last_lr = float(self.scheduler.get_last_lr()[0])
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        self._apply_gradients()
         return total / targets, tokens
 
     def evaluate(self) -> float | None:
@@ -190,7 +208,7 @@ class _Loop:
         with torch.no_grad(), self._autocast():
             for idx in eval_batches(lengths, self.config.batch_size * 2):
                 examples = [self.data.val[i] for i in idx]
-                total += float(loss_sum(self.model, self._to_device(examples), self.fast))
+                total += float(self._loss(self._to_device(examples)))
                 targets += supervised_targets(examples)
         self.model.train()
         return total / max(1, targets)
@@ -307,7 +325,7 @@ class _Loop:
                          keep=self.config.save_total_limit)
 
     def _finish(self, stopped_early: bool = False, cancelled: bool = False) -> TrainResult:
-        adapter = None if cancelled else save_adapter(self.model, self.tokenizer, self.config)
+        adapter = None if cancelled else self._save()
         st = self.state
         result = TrainResult(
             output_dir=Path(self.config.output_dir), adapter_dir=adapter, steps=st.step,
