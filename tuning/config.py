@@ -17,7 +17,7 @@ from .tokenization import TRAIN_ON
 
 METHODS = ("lora", "qlora", "full", "prefix", "prompt")
 QUANTIZATIONS = ("none", "int4", "int8")
-TRAINERS = ("native", "hf")
+TRAINERS = ("native", "hf", "keras")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -72,7 +72,8 @@ class TrainConfig:
     resume: bool = _help("continue from the latest checkpoint in output_dir", False)
     seed: int = _help("seed of the data order, the split and the adapter's initialisation", 42)
     val_fraction: float = _help("share of the data held out for eval loss, in [0, 1)", 0.1)
-    trainer: str = _help("native (plain PyTorch loop) | hf (transformers.Trainer)", "native")
+    trainer: str = _help("native (plain PyTorch loop) | hf (transformers.Trainer) | keras (Keras 3 "
+                          "on KerasHub's Llama; LoRA only)", "native")
     train_on: str = _help("assistant (loss on the answers only) | all (every token)", "assistant")
     packing: bool = _help("lay each micro-batch's examples end to end in rows of the max length "
                           "(exact masking: no example attends to another), no padding computed", False)
@@ -109,15 +110,28 @@ class TrainConfig:
                                 f"{self.method} trains on an unquantised base (use --quantization none)")
 
     def _check_choices(self) -> None:
-        if self.trainer == "keras":
-            raise InvalidConfig("--trainer keras trains linear probes (--method linear_probe) only: "
-                                "LoRA on the generator trains with native or hf")
         choices = {"method": METHODS, "quantization": QUANTIZATIONS, "trainer": TRAINERS,
                    "train_on": TRAIN_ON, "device": DEVICES, "format": ("auto", *FORMATS)}
         for name, allowed in choices.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise InvalidConfig(f"--{_flag(name)} {value!r} must be one of {', '.join(allowed)}")
+        if self.trainer == "keras":
+            self._check_keras()
+
+    def _check_keras(self) -> None:
+        """What KerasHub's LoRA can train: a LoRA on an unquantised base, without dropout."""
+        refused = {"--method": self.method != "lora", "--quantization": self.quantization != "none",
+                   "--packing": self.packing, "--lora-dropout": self.lora_dropout > 0,
+                   "--gradient-checkpointing": self.gradient_checkpointing}
+        bad = [flag for flag, is_bad in refused.items() if is_bad]
+        if bad:
+            raise InvalidConfig(f"--trainer keras trains a LoRA (--method lora) on an unquantised base, "
+                                f"without packing, LoRA dropout or gradient checkpointing; drop "
+                                f"{', '.join(bad)} or use --trainer native")
+        from .keras_lora import target_modules
+
+        target_modules(self.target_modules)  # InvalidConfig names the modules it maps
 
     def _check_numbers(self) -> None:
         at_least_1 = ("batch_size", "grad_accum", "epochs", "lora_r", "lora_alpha",

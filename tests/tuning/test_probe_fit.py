@@ -92,5 +92,5 @@ def test_the_default_trainer_is_sklearn_and_others_are_refused() -> None:
     assert metrics["trainer"] == "sklearn"
     with pytest.raises(InvalidConfig, match="must be one of sklearn, keras"):
         head_fitter("tensorflow")
-    with pytest.raises(InvalidConfig, match="linear probes .* only"):
-        TrainConfig(model="m", data_path="d.jsonl", output_dir="o", trainer="keras")
+    with pytest.raises(InvalidConfig, match="trainer keras trains a LoRA .* drop --method"):
+        TrainConfig(model="m", data_path="d.jsonl", output_dir="o", trainer="keras", method="qlora")
