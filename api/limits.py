@@ -4,7 +4,9 @@ timeout for a body that stalls.
 A body announced (Content-Length) over RAGTUNE_MAX_REQUEST_MB is refused with 413 before a byte of
 it is read; a chunked one is counted as it arrives and refused once it passes the cap. A body that
 sends nothing for RAGTUNE_BODY_TIMEOUT_S seconds gets 408. Either way the route never sees the
-rest, and what it spooled is cleaned up by the route's own error path.
+rest, and what it spooled is cleaned up by the route's own error path. The timeout ends with the
+body: a receive after it waits for the client's disconnect, which a streamed reply (tokens, job
+logs) listens for as long as it runs.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ class BodyLimit:
         problem: list[tuple[int, str, str]] = []
         started = False
         seen = 0
+        body_done = False
 
         async def bounded_receive() -> dict[str, Any]:
-            nonlocal seen
+            nonlocal seen, body_done
             if problem:
                 return {"type": "http.disconnect"}
+            if body_done:  # what comes now is the disconnect, which may take as long as the reply
+                return await receive()
             try:
                 message = await asyncio.wait_for(receive(), timeout=self.timeout_s)
             except TimeoutError:
@@ -51,6 +56,7 @@ class BodyLimit:
                 if seen > self.max_bytes:
                     problem.append((413, "too_large", self._too_large(seen, so_far=True)))
                     return {"type": "http.disconnect"}
+                body_done = not message.get("more_body", False)
             return message
 
         async def guarded_send(message: dict[str, Any]) -> None:

@@ -76,3 +76,26 @@ def test_a_stalled_body_gets_408() -> None:
     asyncio.run(BodyLimit(app, max_bytes=100, timeout_s=0.05)(scope, receive, send))
     assert sent[0]["status"] == 408
     assert json.loads(sent[1]["body"])["error"] == "timeout"
+
+
+def test_a_reply_streamed_for_longer_than_the_body_timeout_is_sent_whole() -> None:
+    """After the body, a receive waits for the disconnect (Starlette's StreamingResponse listens
+    for it while it streams): the body timeout must not end that wait, or every event stream
+    longer than RAGTUNE_BODY_TIMEOUT_S is cut mid-reply."""
+    from fastapi import FastAPI
+    from fastapi.responses import StreamingResponse
+
+    inner = FastAPI()
+
+    @inner.post("/slow")
+    async def slow() -> StreamingResponse:
+        async def events() -> Any:
+            for i in range(4):
+                await asyncio.sleep(0.1)
+                yield f"data: {i}\n\n"
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    with TestClient(BodyLimit(inner, max_bytes=100, timeout_s=0.05), base_url=LOCAL_URL) as c:
+        r = c.post("/slow", json={"q": 1})
+    assert r.status_code == 200
+    assert r.text == "".join(f"data: {i}\n\n" for i in range(4))
