@@ -8,11 +8,13 @@ Memory bound: the fp32 weights (block parameters plus the tied embedding), the l
 ratio = bound / peak process memory.
 Reference (TRL SFTTrainer, LoRA r16, fp32, batch 8, length 256, same machine): 22 s/step, 42 tokens/s,
 9.7 GB peak. `lora:packing` lays each batch's 8 examples end to end in rows of 256 (exact masking).
+`lora:keras` trains the same LoRA (r16, all linear layers) with the Keras trainer on KerasHub's Llama,
+`lora:keras-qv` on query and value only (KerasHub's default LoRA layers).
 Each method runs in its own process with the tuning worker's thread settings (OMP_WAIT_POLICY=PASSIVE,
 tuning/runner.py), and each row records the 1-minute load average at its end: this 2-core machine is
 shared.
 
-    python -m bench.train [--steps 4] [--methods lora qlora]
+    python -m bench.train [--steps 4] [--methods lora qlora] [--out train]
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def one(variant: str, steps: int, data_dir: Path) -> dict[str, object]:
     from api.settings import Settings
     from generation.models import ModelRegistry, resolve_model
     from tuning.config import TrainConfig
-    from tuning.trainer import NativeTrainer
+    from tuning.trainer import make_trainer
 
     model = resolve_model(Settings().generator, ModelRegistry(data_dir / "models"))
     method, _, option = variant.partition(":")
@@ -41,21 +43,26 @@ def one(variant: str, steps: int, data_dir: Path) -> dict[str, object]:
         config = TrainConfig(model=model, data_path=str(DATA), output_dir=out, method=method,
                              batch_size=8, grad_accum=1, max_steps=steps, model_max_length=256,
                              eval_steps=10_000, val_fraction=0.05, num_threads=0,
-                             packing=option == "packing")
-        result = NativeTrainer().train(config)
+                             packing=option == "packing",
+                             trainer="keras" if option.startswith("keras") else "native",
+                             target_modules="q_proj,v_proj" if option == "keras-qv" else "all-linear")
+        result = make_trainer(config.trainer).train(config)
     load = Path("/proc/loadavg").read_text().split()[0]
     return {"method": variant, "load": load, "steps": result.steps, "seconds": round(result.seconds, 1),
             "s_per_step": round(result.seconds / max(result.steps, 1), 2),
             "train_tokens": result.train_tokens, "tokens_per_s": round(result.tokens_per_s, 1),
-            "peak_rss_mb": round(result.peak_rss_mb, 0), "train_loss": result.train_loss}
+            "peak_rss_mb": round(result.peak_rss_mb, 0), "train_loss": result.train_loss,
+            "eval_loss": result.eval_loss}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--methods", nargs="+", default=["lora", "lora:packing", "qlora"],
-                   help="lora, qlora, full; ':packing' packs each micro-batch into rows")
+                   help="lora, qlora, full; ':packing' packs each micro-batch into rows; "
+                        "lora:keras, lora:keras-qv train with the Keras trainer")
     p.add_argument("--data-dir", type=Path, default=Path("/tmp/ragtune-kbdev"))
+    p.add_argument("--out", default="train", help="results name: bench/results/OUT.json")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
     require(DATA, "the alpaca_en_demo training set")
@@ -92,7 +99,7 @@ def main() -> None:
         row["memory_ratio"] = round(weights_mb / row["peak_rss_mb"], 3)
         rows.append(row)
         print(" | ".join(f"{k}={v}" for k, v in row.items()))
-    write("train", {"bounds": bound, "rows": rows,
+    write(args.out, {"bounds": bound, "rows": rows,
                     "reference_trl": {"s_per_step": 22, "tokens_per_s": 42, "peak_gb": 9.7}})
 
 
