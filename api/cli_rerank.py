@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,9 @@ def add_parser(subparsers: Any) -> None:
     t.add_argument("--negatives", type=int, default=7, help="hard negatives per SciFact query")
     t.add_argument("--dev-share", type=float, default=0.2,
                    help="share of SciFact train queries held out to tune top-n and weight")
+    t.add_argument("--init", choices=["packaged", "verifier"], default="packaged",
+                   help="start from the packaged all-MiniLM-L6-v2, or from the answer verifier "
+                        "(the same weights with its SQuAD-trained LoRA adapter and head folded in)")
     t.add_argument("--steps", type=int, default=1200)
     t.add_argument("--batch-size", type=int, default=16)
     t.add_argument("--lr", type=float, default=5e-4)
@@ -83,8 +87,18 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     def search(query: str, depth: int) -> list[Any]:
         return svc.search(args.collection, query, depth, mode="hybrid", rerank=False)
 
-    record = fit_reranker(args.scifact, None if args.no_squad else args.squad, search,
-                          str(packaged_model_dir()), out, data, cfg)
+    base = str(packaged_model_dir())
+    if args.init == "verifier":
+        from generation.verifier import DEFAULT_VERIFIER
+        from tuning.reranker import merge_adapter
+
+        init = out.with_name(out.name + ".init")
+        merge_adapter(base, DEFAULT_VERIFIER, init)
+        base = str(init)
+    record = fit_reranker(args.scifact, None if args.no_squad else args.squad, search, base, out,
+                          data, cfg, base_name=f"all-MiniLM-L6-v2 (init: {args.init})")
+    if args.init == "verifier":
+        shutil.rmtree(base)
     print(f"saved {out} ({record['train_seconds']} s of training); serve it with "
           f"RAGTUNE_RERANKER={args.name} and rerank: true (or RAGTUNE_RERANK=true)")
     return 0

@@ -37,8 +37,8 @@ from retrieval.types import Hit
 from .squad import Article, load_squad, split_of
 from .verifier import Pair, VerifierTraining, train_verifier
 
-__all__ = ["RerankerData", "dev_split", "fit_reranker", "scifact_pairs", "squad_pairs", "sweep",
-           "train_reranker"]
+__all__ = ["RerankerData", "dev_split", "fit_reranker", "merge_adapter", "scifact_pairs",
+           "squad_pairs", "sweep", "train_reranker"]
 
 Search = Callable[[str, int], list[Hit]]
 """A query and a depth -> the first stage's hits, best first (the collection's hybrid search)."""
@@ -122,20 +122,27 @@ def train_reranker(base: str, pairs: Sequence[Pair], out_dir: Path, cfg: Verifie
                    progress: Callable[[int, float], None] | None = None) -> dict[str, Any]:
     """Fit a LoRA adapter and head on `pairs` (tuning/verifier.py `train_verifier`), merge it into
     `base`'s weights and save a CrossEncoder directory at `out_dir` with `reranker.json`."""
-    from peft import PeftModel
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     work = out_dir.with_name(out_dir.name + ".adapter")
     full = train_verifier(base, pairs, work, cfg, record, progress)
-    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
-    merged = PeftModel.from_pretrained(model, str(work)).merge_and_unload()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(str(out_dir))
-    AutoTokenizer.from_pretrained(base).save_pretrained(str(out_dir))
+    merge_adapter(base, work, out_dir)
     shutil.rmtree(work)
     full.pop("base", None)
     write_record(out_dir, {"base_model": record.get("base", base), **full})
     return full
+
+
+def merge_adapter(base: str, adapter_dir: Path, out_dir: Path) -> None:
+    """`base` as a one-logit sequence classifier with the LoRA adapter (and head) at `adapter_dir`
+    folded in, saved with its tokenizer as a plain directory (a CrossEncoder, or a base to train
+    on: `--init verifier` starts from the answer verifier this way)."""
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(str(out_dir))
+    AutoTokenizer.from_pretrained(base).save_pretrained(str(out_dir))
 
 
 def write_record(model_dir: Path, record: dict[str, Any]) -> None:
@@ -177,10 +184,12 @@ def dev_runs(queries: Mapping[str, str], qrels: Mapping[str, Mapping[str, int]],
 
 def fit_reranker(scifact: Path, squad: Path | None, search: Search, base: str, out_dir: Path,
                  data: RerankerData, cfg: VerifierTraining,
-                 progress: Callable[[str], None] = print) -> dict[str, Any]:
+                 progress: Callable[[str], None] = print,
+                 base_name: str | None = None) -> dict[str, Any]:
     """The whole recipe: pairs from SciFact's train queries (less the dev share) and SQuAD, a
     trained CrossEncoder at `out_dir`, then the top-n and mixing weight that give the best mean
-    nDCG@10 on the dev queries, written into its `reranker.json` with the dev table."""
+    nDCG@10 on the dev queries, written into its `reranker.json` with the dev table. `base_name`:
+    how the record names `base` (default: its path)."""
     rng = random.Random(data.seed)
     qrels = load_qrels(scifact / "qrels" / "train.tsv")
     queries = {q: t for q, t in load_queries(scifact / "queries.jsonl").items() if q in qrels}
@@ -198,7 +207,7 @@ def fit_reranker(scifact: Path, squad: Path | None, search: Search, base: str, o
         if n % every == 0 or n == cfg.steps:
             progress(f"step {n}/{cfg.steps} loss {loss:.4f}")
 
-    record = {"base": base, "data": {**data.__dict__, "scifact_train_queries": len(train_ids),
+    record = {"base": base_name or base, "data": {**data.__dict__, "scifact_train_queries": len(train_ids),
                                      "scifact_dev_queries": len(dev_ids)}}
     full = train_reranker(base, pairs, out_dir, cfg, record, step)
     dev = {q: queries[q] for q in dev_ids}
