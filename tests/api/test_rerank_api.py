@@ -66,3 +66,24 @@ def test_cli_lists_rerankers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setenv("RAGTUNE_DATA_DIR", str(data))
     assert main(["rerank", "list"]) == 0
     assert "mine\ttop_n 20\tweight 0.7\tdev nDCG@10 0.7 -> 0.8" in capsys.readouterr().out
+
+
+class _Searched(Exception):
+    pass
+
+
+def test_ask_passes_rerank_to_the_search_for_its_passages(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    svc = Services(Settings(data_dir=tmp_path / "data", screen="off"), embedder=FakeEmbedder())
+    seen: list[bool | None] = []
+
+    def spy(name: str, query: str, k: int, flt: object = None, mode: object = None,
+            rerank: bool | None = None) -> list[object]:
+        seen.append(rerank)
+        raise _Searched
+
+    monkeypatch.setattr(svc, "search", spy)
+    for flag in (True, None):
+        with pytest.raises(_Searched):
+            list(svc.screened_ask("kb", "which pump?", svc.ask_config(), None, flag))
+    assert seen == [True, None]
