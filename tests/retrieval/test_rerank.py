@@ -42,7 +42,8 @@ def tiny_cross_encoder(path: Path) -> Path:
 
     tokenizer = AutoTokenizer.from_pretrained(str(packaged_model_dir()))
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=32, num_labels=1)
+                        num_attention_heads=2, intermediate_size=32)
+    config.num_labels = 1
     BertForSequenceClassification(config).save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return path
