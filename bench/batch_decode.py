@@ -27,6 +27,7 @@ from generation.models import ModelRegistry, resolve_model
 
 from . import bounds
 from .common import SHARED, require, write
+from .generate import passages_text
 
 QUESTIONS = [
     "What is the telephone number for reporting a leak?", "Who runs the control centre?",
@@ -40,13 +41,7 @@ QUESTIONS = [
 
 
 def prompts(tokens: int, count: Any, n: int) -> list[list[dict[str, str]]]:
-    docs = sorted((SHARED / "kb_dev" / "docs").glob("*.md"))
-    text, passages = "", []
-    for i, path in enumerate(docs, 1):
-        passages.append(f"[{i}] (source: {path.name})\n{path.read_text()[:600]}")
-        text = "\n\n".join(passages)
-        if count(text) >= tokens:
-            break
+    text = passages_text(tokens, count)
     return [[{"role": "system", "content": "Answer only from the passages and cite them [n]."},
              {"role": "user", "content": f"Passages:\n\n{text}\n\nQuestion: "
                                          f"{QUESTIONS[i % len(QUESTIONS)]}"}]

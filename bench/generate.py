@@ -25,7 +25,9 @@ from . import bounds
 from .common import SHARED, require, write
 
 
-def rag_prompt(tokens: int, count) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+def passages_text(tokens: int, count) -> str:  # type: ignore[no-untyped-def]
+    """kb_dev's documents numbered as `ask` shows passages (600 characters each), as many as make
+    `tokens` by `count`."""
     docs = sorted((SHARED / "kb_dev" / "docs").glob("*.md"))
     text, passages = "", []
     for i, path in enumerate(docs, 1):
@@ -33,7 +35,12 @@ def rag_prompt(tokens: int, count) -> list[dict[str, str]]:  # type: ignore[no-u
         text = "\n\n".join(passages)
         if count(text) >= tokens:
             break
-    user = f"Passages:\n\n{text}\n\nQuestion: What is the telephone number for reporting a leak?"
+    return text
+
+
+def rag_prompt(tokens: int, count) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    user = (f"Passages:\n\n{passages_text(tokens, count)}\n\nQuestion: What is the telephone "
+            "number for reporting a leak?")
     return [{"role": "system", "content": "Answer only from the passages and cite them [n]."},
             {"role": "user", "content": user}]
 

@@ -185,6 +185,20 @@ class BM25Index:
             self._refreeze()
         return len(rows)
 
+    def _fill(self, vocab: dict[str, int], df: np.ndarray, total_len: int, ids: np.ndarray,
+              lens: np.ndarray, indptr: np.ndarray, cols: np.ndarray, tfs: np.ndarray) -> None:
+        """Set the rows of a cleared index (every row live) and its corpus statistics."""
+        self.vocab.update(vocab)
+        self._df.extend(df)
+        self._total_len = total_len
+        self.position.update(zip(ids.tolist(), range(len(ids)), strict=True))
+        self._ids.extend(ids)
+        self._lens.extend(lens)
+        self._live.extend(np.ones(len(ids), dtype=np.bool_))
+        self._indptr = _Growing(np.int64, indptr)
+        self._cols.extend(cols)
+        self._tfs.extend(tfs)
+
     def _refreeze(self) -> None:
         """Drop removed rows and rebuild the term-major matrix of all rows."""
         from scipy.sparse import csr_matrix
@@ -199,16 +213,7 @@ class BM25Index:
             df = self._df.view.copy()
             vocab, total = dict(self.vocab), self._total_len
             self._clear()
-            self.vocab.update(vocab)
-            self._df.extend(df)
-            self._total_len = total
-            self.position.update(zip(ids.tolist(), range(len(ids)), strict=True))
-            self._ids.extend(ids)
-            self._lens.extend(lens)
-            self._live.extend(np.ones(len(ids), dtype=np.bool_))
-            self._indptr = _Growing(np.int64, indptr)
-            self._cols.extend(cols)
-            self._tfs.extend(tfs)
+            self._fill(vocab, df, total, ids, lens, indptr, cols, tfs)
         shape = (self.rows, len(self.vocab))
         self._frozen = csr_matrix((self._tfs.view, self._cols.view, self._indptr.view),
                                   shape=shape).tocsc()
@@ -350,17 +355,10 @@ class BM25Index:
                 or len(np.unique(ids)) != len(ids) or (len(cols) and (
                     cols.min() < 0 or cols.max() >= len(terms) or tfs.min() < 1))):
             raise ValueError(f"{path} is not a consistent BM25 index")
-        index.vocab.update(zip(terms, range(len(terms)), strict=True))
         row_of = np.repeat(np.arange(len(ids)), per_row)
         lens = np.bincount(row_of, weights=tfs, minlength=len(ids)).astype(np.int64)
-        index._df.extend(np.bincount(cols, minlength=len(terms)).astype(np.int64))
-        index._total_len = int(lens.sum())
-        index.position.update(zip(ids.tolist(), range(len(ids)), strict=True))
-        index._ids.extend(ids)
-        index._lens.extend(lens)
-        index._live.extend(np.ones(len(ids), dtype=np.bool_))
-        index._indptr = _Growing(np.int64, indptr)
-        index._cols.extend(cols)
-        index._tfs.extend(tfs)
+        index._fill(dict(zip(terms, range(len(terms)), strict=True)),
+                    np.bincount(cols, minlength=len(terms)).astype(np.int64), int(lens.sum()),
+                    ids, lens, indptr, cols, tfs)
         index._refreeze()
         return index
