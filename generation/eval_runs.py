@@ -13,7 +13,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -79,8 +79,10 @@ class EvalStore:
                       questions=len(questions), config=config,
                       created_at=datetime.now(UTC).isoformat(), owner=current_owner())
         self.save(run)
-        threading.Thread(target=self._run, args=(run, questions, ask), daemon=True,
-                         name=f"eval-{run.id[:8]}").start()
+        # the thread changes its own copy: the caller's (serialised into the reply) must not
+        # change under it, half updated (a summary without its results)
+        threading.Thread(target=self._run, args=(replace(run), questions, ask),
+                         daemon=True, name=f"eval-{run.id[:8]}").start()
         return run
 
     def _run(self, run: EvalRun, questions: list[GoldQuestion],

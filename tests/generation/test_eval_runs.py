@@ -54,3 +54,31 @@ def test_recovery_fails_only_runs_whose_process_is_gone(tmp_path: Path) -> None:
     for run_id in ("dead", "earlier", "legacy"):
         assert states[run_id] == ("failed", "interrupted by a restart")
     assert store.recover_interrupted() == []
+
+
+def test_the_run_start_returns_is_not_changed_by_the_evaluation_thread(tmp_path: Path) -> None:
+    """The reply to POST /v1/evals is serialised from the run `start` returns: were the thread to
+    update that object, a reply could carry a summary without its results (it did, once in CI)."""
+    import threading
+    import time
+
+    from generation.evaluation import GoldQuestion
+    from generation.rag import Answer
+
+    store, release = EvalStore(tmp_path), threading.Event()
+
+    def ask(question: str) -> Answer:
+        release.wait(10)
+        return Answer(answer="The passages do not say.", citations=[], refused=True,
+                      grounded=False, support_score=0.0, passages=[])
+
+    questions = [GoldQuestion(id=f"q{i}", question="Who?", answers=(), match="any",
+                              answerable=False) for i in range(2)]
+    run = store.start("kb", questions, {}, ask)
+    release.set()
+    deadline = time.monotonic() + 10
+    while (stored := store.get(run.id)) is None or stored.state != "succeeded":
+        assert time.monotonic() < deadline, "the evaluation did not finish"
+        time.sleep(0.02)
+    assert len(stored.results) == 2 and stored.summary["refusal_rate"] == 1.0
+    assert (run.state, run.summary, run.results) == ("queued", {}, [])
