@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +64,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from retrieval.embedder import packaged_model_dir
-    from tuning.reranker import RerankerData, fit_reranker
+    from tuning.reranker import RerankerData, fit_reranker, starting_model
     from tuning.verifier import VerifierTraining
 
     out = settings.data_dir / "rerankers" / args.name
@@ -87,18 +85,9 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     def search(query: str, depth: int) -> list[Any]:
         return svc.search(args.collection, query, depth, mode="hybrid", rerank=False)
 
-    base = str(packaged_model_dir())
-    if args.init == "verifier":
-        from generation.verifier import DEFAULT_VERIFIER
-        from tuning.reranker import merge_adapter
-
-        init = out.with_name(out.name + ".init")
-        merge_adapter(base, DEFAULT_VERIFIER, init)
-        base = str(init)
-    record = fit_reranker(args.scifact, None if args.no_squad else args.squad, search, base, out,
-                          data, cfg, base_name=f"all-MiniLM-L6-v2 (init: {args.init})")
-    if args.init == "verifier":
-        shutil.rmtree(base)
+    with starting_model(args.init, out.with_name(out.name + ".init")) as base:
+        record = fit_reranker(args.scifact, None if args.no_squad else args.squad, search, base,
+                              out, data, cfg, base_name=f"all-MiniLM-L6-v2 (init: {args.init})")
     print(f"saved {out} ({record['train_seconds']} s of training); serve it with "
           f"RAGTUNE_RERANKER={args.name} and rerank: true (or RAGTUNE_RERANK=true)")
     return 0

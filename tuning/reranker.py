@@ -24,7 +24,8 @@ import json
 import random
 import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,25 @@ def merge_adapter(base: str, adapter_dir: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(str(out_dir))
     AutoTokenizer.from_pretrained(base).save_pretrained(str(out_dir))
+
+
+@contextmanager
+def starting_model(init: str, scratch: Path) -> Iterator[str]:
+    """The model a reranker starts from: the packaged MiniLM (`packaged`), or it with the answer
+    verifier's LoRA merged in (`verifier`), written to `scratch` and removed afterwards."""
+    from retrieval.embedder import packaged_model_dir
+
+    base = str(packaged_model_dir())
+    if init != "verifier":
+        yield base
+        return
+    from generation.verifier import DEFAULT_VERIFIER
+
+    merge_adapter(base, DEFAULT_VERIFIER, scratch)
+    try:
+        yield str(scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def write_record(model_dir: Path, record: dict[str, Any]) -> None:
