@@ -404,7 +404,7 @@ class BatchEngine:
 
     def _note(self, request: GenRequest, token: int) -> bool:
         """Record `token` for `request`; True (and the request finished) when it ends there."""
-        from .generator import repeats_ngram
+        from .sampling import repeats_ngram
 
         request.tokens.append(token)
         request.times.append(time.perf_counter())

@@ -155,7 +155,7 @@ def test_a_batch_answers_like_one_stream_each(imported_model: ImportedModel) -> 
 def test_each_row_of_a_batch_stops_once_it_loops() -> None:
     import torch
 
-    from generation.generator import _RowLoops
+    from generation.serial import RowLoops
 
     rows = torch.tensor([[9, 9, 1, 2, 3, 1, 2, 3], [9, 9, 1, 2, 3, 4, 5, 6]])
-    assert _RowLoops(prompt_len=2, loop_ngram=3)(rows, None).tolist() == [True, False]
+    assert RowLoops(prompt_len=2, loop_ngram=3)(rows, None).tolist() == [True, False]
