@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +75,9 @@ def main() -> None:
     corpus = args.corpus
     if docs:
         corpus = first_docs(args.corpus, args.data_dir.parent / f"scifact-{docs}.jsonl", docs)
-    shutil.rmtree(args.data_dir, ignore_errors=True)
     svc = Corpus(Settings(data_dir=args.data_dir))
+    if svc.catalog.exists(args.collection):  # measured from empty; the rest of the data dir is kept
+        svc.catalog.delete(args.collection)
     svc.create_collection(args.collection)
     report = svc.ingest_paths(args.collection, [corpus])
     summary = report.summary()
