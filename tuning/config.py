@@ -46,6 +46,9 @@ class TrainConfig:
     max_steps: int | None = _help("optimiser steps to run; overrides epochs when set")
     time_budget: str | None = _help("fit the run in this time (600s, 10m, 1h): steps beyond what the "
                                     "measured speed affords are dropped; jobs plan with 10m by default")
+    budget_max_steps: int | None = _help("with time_budget and max_steps: the loop may raise "
+                                         "max_steps up to this when the measured speed affords "
+                                         "more than planned (the plan sets it)")
     model_max_length: int = _help("longest example in tokens; longer ones are cut", 512)
     block_size: int | None = _help("truncation length when set (no packing), else model_max_length")
     lora_r: int = _help("LoRA rank", 16)
@@ -151,6 +154,8 @@ class TrainConfig:
             raise InvalidConfig(f"--mix-share {self.mix_share!r} must be in [0, 1)")
         if self.time_budget is not None:
             parse_duration(self.time_budget)  # InvalidConfig names the option
+        if self.budget_max_steps is not None and self.budget_max_steps < 1:
+            raise InvalidConfig(f"--budget-max-steps must be >= 1 ({self.budget_max_steps!r})")
         if self.max_steps is not None and self.max_steps < 1:
             raise InvalidConfig(f"--max-steps must be >= 1, or unset to train for --epochs "
                                 f"({self.max_steps!r})")

@@ -253,7 +253,8 @@ class _Loop:
 
     def _fit_budget(self) -> None:
         """With a time budget and planned steps, fit the steps to what the measured speed affords,
-        never more than planned. The rate is measured from the first step on (that step pays for
+        never more than planned, or than `budget_max_steps` when the plan allowed more (it planned
+        at an assumed speed). The rate is measured from the first step on (that step pays for
         warm-up) over at least BUDGET_WARMUP_STEPS steps."""
         st = self.state
         if self.budget_s is None or self.config.max_steps is None:
@@ -265,7 +266,8 @@ class _Loop:
         if steps < BUDGET_WARMUP_STEPS or seconds <= 0:
             return
         per_step = seconds / steps
-        fitted = max(st.step + 1, min(self.config.max_steps, int(self.budget_s / per_step)))
+        most = max(self.config.max_steps, self.config.budget_max_steps or 0)
+        fitted = max(st.step + 1, min(most, int(self.budget_s / per_step)))
         back_to_plan = fitted == self.config.max_steps != self.total
         if back_to_plan or abs(fitted - self.total) >= max(3, 0.1 * self.total):  # not every wobble
             self.log.note(f"budget: {self.total} -> {fitted} steps to fit {self.budget_s / 60:g} min "

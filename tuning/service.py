@@ -23,6 +23,11 @@ from .runner import WORKER_LOG
 from .sizing import RunPlan, plan_run
 
 UNSERVED = ("prefix", "prompt")
+KEEP_SET = "keep.jsonl"  # in an adapter's directory: examples of what it does, mixed into tunes on it
+DEFAULT_MIX_SHARE = TrainConfig.mix_share
+# A keep set's examples are long RAG prompts (about 450 tokens against a behaviour example's 80):
+# a smaller share of them keeps what the adapter did (README "Behaviour tunes, measured")
+KEEP_SHARE = 0.15
 
 JOB_METHODS = (*METHODS, PROBE)
 RESERVED = ("model", "data_path", "valid_path", "output_dir", "name", "method", "resume", "mix_path")
@@ -123,9 +128,9 @@ class TuningDesk:
         samples = [load_samples(p, config.format, config.text_column)  # the chosen format and
                    for p in (path, valid) if p is not None]              # column, not just 'auto'
         train = samples[0] if valid else split(samples[0], config.val_fraction, config.seed)[0]
-        if spec.mix_dataset_id:
-            mix_path = self._dataset(spec.mix_dataset_id, "train", "mix dataset")
-            train += mixed_in(dataclasses.replace(config, mix_path=str(mix_path)), len(train))
+        if mix := self._mix_path(spec):
+            train += mixed_in(dataclasses.replace(config, mix_path=str(mix),
+                                                  mix_share=self._share(spec)), len(train))
         if Path(spec.model).is_dir():
             return self._check_fits(spec.model, samples[0], train, config)
         return None
@@ -176,25 +181,57 @@ class TuningDesk:
         if not lengths:
             return None
         rate, source = self.measured_rate(spec.model)
-        plan = plan_run(lengths, spec.train, spec.method, model_parameters(spec.model), rate, source)
+        mixed = self._mixed(spec)
+        plan = plan_run(lengths, spec.train, spec.method, model_parameters(spec.model), rate, source,
+                        mixed=mixed)
         stack = self._stack_on(spec)
         warnings = list(plan.warnings)
-        if stack and not spec.mix_dataset_id:
+        mix = self._mix_path(spec)
+        keep = mix if mix is not None and not spec.mix_dataset_id else None
+        if stack and mix is None:
             warnings.append(f"this trains the served adapter {stack[0]} further on this data alone: "
                             "what it does now may be lost (kb_dev accuracy fell 0.10-0.27 in the "
                             "README's runs); mix some of its kind of examples in with mix_dataset_id")
-        return dataclasses.replace(plan, mixed=self._mixed(spec), stacked_on=stack[0] if stack else None,
+        mix_from = (f"dataset {spec.mix_dataset_id}" if spec.mix_dataset_id
+                    else f"the keep set of {stack[0]}" if keep is not None and stack else None)
+        return dataclasses.replace(plan, mixed=mixed, mix_from=mix_from,
+                                   keep_set=str(keep) if keep is not None else None,
+                                   keep_share=KEEP_SHARE if keep is not None
+                                   and "mix_share" not in spec.train else None,
+                                   stacked_on=stack[0] if stack else None,
                                    init_adapter=stack[1] if stack else None, warnings=warnings)
 
+    def _mix_path(self, spec: JobSpec) -> Path | None:
+        """The examples mixed into the training split: the job's mix dataset; else, for a LoRA run
+        that starts from an adapter carrying a keep set (KEEP_SET in its directory: examples of
+        what it does, like the packaged grounded-QA adapter's), that keep set, unless the job sets
+        mix_share 0."""
+        if spec.mix_dataset_id:
+            return self._dataset(spec.mix_dataset_id, "train", "mix dataset")
+        stack = self._stack_on(spec)
+        if stack is None or not float(spec.train.get("mix_share", KEEP_SHARE)):
+            return None
+        keep = Path(stack[1]) / KEEP_SET
+        return keep if keep.is_file() else None
+
+    @staticmethod
+    def _share(spec: JobSpec) -> float:
+        """The mixed-in share of the training split: the job's mix_share, else the default for a
+        mix dataset or for a keep set."""
+        return float(spec.train.get("mix_share", DEFAULT_MIX_SHARE if spec.mix_dataset_id
+                                    else KEEP_SHARE))
+
     def _mixed(self, spec: JobSpec) -> int:
-        if not spec.mix_dataset_id:
+        """How many examples `_mix_path` adds: mix_share of the training split, as many as it has."""
+        mix = self._mix_path(spec)
+        if mix is None:
             return 0
         own = load_samples(self.datasets.path(spec.dataset_id), spec.train.get("format", "auto"),
                            spec.train.get("text_column", "text"))
         n = len(own) if spec.valid_dataset_id else len(split(own, spec.train.get("val_fraction", 0.1),
                                                                  spec.train.get("seed", 42))[0])
-        share = float(spec.train.get("mix_share", 0.25))
-        return round(n * share / (1 - share))
+        share = self._share(spec)
+        return min(round(n * share / (1 - share)), len(load_samples(mix, "auto")))
 
     def measured_rate(self, model: str, last: int = 3) -> tuple[float | None, str]:
         """Median train tokens/s of the last jobs that trained `model` here, and where it came from."""

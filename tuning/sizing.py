@@ -65,7 +65,11 @@ class RunPlan:
     warnings: list[str] = field(default_factory=list)
     stacked_on: str | None = None  # the served adapter the run starts from
     init_adapter: str | None = None  # its directory
-    mixed: int = 0  # examples of the job's mix dataset among `examples`
+    mixed: int = 0  # examples mixed in (a mix dataset, or the stacked adapter's keep set) among `examples`
+    mix_from: str | None = None  # where they come from, in words
+    keep_set: str | None = None  # the stacked adapter's keep set, when that is what is mixed in
+    keep_share: float | None = None  # the keep set's share of the split, when the job set none
+    wanted_steps: int | None = None  # what the data asks for, when the budget at the planned rate cut it
 
     def overrides(self) -> dict[str, Any]:
         """The TrainConfig options the plan sets (never one the job gave itself)."""
@@ -74,17 +78,25 @@ class RunPlan:
         out: dict[str, Any] = {k: values[k] for k in self.chosen if k in values}
         if self.budget_minutes is not None and "max_steps" in self.chosen:
             out["time_budget"] = f"{round(self.budget_minutes * 60)}s"
+            if self.wanted_steps is not None:  # more, if the measured speed affords them
+                out["budget_max_steps"] = self.wanted_steps
         if self.init_adapter is not None:
             out["init_adapter"] = self.init_adapter
+        if self.keep_set is not None:
+            out["mix_path"] = self.keep_set
+            if self.keep_share is not None:
+                out["mix_share"] = self.keep_share
         return out
 
     def line(self) -> str:
         """The plan in one line, for logs and the CLI."""
         batch = self.batch_size * self.grad_accum
         budget = f" (budget {self.budget_minutes:g} min)" if self.budget_minutes else ""
-        mixed = f", {self.mixed} of them mixed in" if self.mixed else ""
+        mixed = (f", {self.mixed} of them mixed in from {self.mix_from or 'the mix dataset'}"
+                 if self.mixed else "")
         stacked = f", starting from the served adapter {self.stacked_on}" if self.stacked_on else ""
-        return (f"plan: {self.steps} steps x {batch} examples ({self.epochs:.1f} epochs of "
+        more = f" (up to {self.wanted_steps} if faster)" if self.wanted_steps else ""
+        return (f"plan: {self.steps} steps{more} x {batch} examples ({self.epochs:.1f} epochs of "
                 f"{self.examples}{mixed}), lr {self.lr:g}{stacked}, about {self.tokens:,} tokens, "
                 f"~{self.minutes:.1f} min at {self.tokens_per_s:.0f} tokens/s {self.rate_source}{budget}")
 
@@ -108,17 +120,21 @@ def effective_batch(examples: int) -> int:
 
 def plan_run(lengths: Sequence[int], given: Mapping[str, Any], method: str = "lora",
              params: int | None = None, tokens_per_s: float | None = None,
-             rate_source: str = "") -> RunPlan:
+             rate_source: str = "", mixed: int = 0) -> RunPlan:
     """The run for training examples of `lengths` tokens, keeping every option in `given` (the
-    job's own TrainConfig options: an explicit max_steps, epochs, batch or lr is never changed)."""
+    job's own TrainConfig options: an explicit max_steps, epochs, batch or lr is never changed).
+    `mixed` of the examples were mixed in: the batch is sized to the job's own examples, so that
+    mixing does not halve the updates the behaviour gets."""
     if not lengths:
         raise ValueError("plan_run needs at least one training example")
     n, mean = len(lengths), sum(lengths) / len(lengths)
     rate = tokens_per_s or ASSUMED_TOKENS_PER_S
     source = rate_source or ("(measured)" if tokens_per_s else "(assumed: no job has run here yet)")
     chosen = [k for k in PLANNED if k not in given]
-    micro = int(given.get("batch_size", min(4, effective_batch(n))))
-    accum = int(given.get("grad_accum", max(1, effective_batch(n) // micro)))
+    wanted_steps = None
+    own = max(1, n - mixed)
+    micro = int(given.get("batch_size", min(4, effective_batch(own))))
+    accum = int(given.get("grad_accum", max(1, effective_batch(own) // micro)))
     per_step = micro * accum
     lr = float(given.get("lr", default_lr(method, params)))
     steps_per_epoch = math.ceil(math.ceil(n / micro) / accum)
@@ -133,12 +149,14 @@ def plan_run(lengths: Sequence[int], given: Mapping[str, Any], method: str = "lo
         wanted = max(MIN_STEPS, math.ceil(TARGET_EPOCHS * n / per_step))
         affordable = max(1, int(budget * rate / (per_step * mean)))
         steps = min(wanted, affordable)
+        wanted_steps = wanted if wanted > steps else None
     tokens = round(steps * per_step * mean)
     plan = RunPlan(examples=n, mean_tokens=round(mean, 1), batch_size=micro, grad_accum=accum,
                    lr=lr, steps=steps, epochs=round(steps * per_step / n, 2), tokens=tokens,
                    tokens_per_s=round(rate, 1), rate_source=source,
                    minutes=round(tokens / rate / 60, 1),
-                   budget_minutes=round(budget / 60, 2) if budget else None, chosen=chosen)
+                   budget_minutes=round(budget / 60, 2) if budget else None, chosen=chosen,
+                   wanted_steps=wanted_steps)
     return _with_warnings(plan, method)
 
 

@@ -112,14 +112,20 @@ def test_prefix_and_prompt_tuning_are_refused_at_submit(method: str, tmp_path: P
     assert desk.store.list() == []
 
 
-def test_a_run_starts_from_the_served_adapter_and_mixes_in_examples(
-        base_model: Path, tokenizer: object, lora_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+def _served(base_model: Path, tokenizer: object, lora_dir: Path, tmp_path: Path) -> AdapterRegistry:
+    """A registry serving the LoRA adapter `lora_dir` (trained on `base_model`) as "served"."""
     from tuning.config import TrainConfig
 
     adapters = AdapterRegistry(tmp_path / "adapters")
     trained = TrainConfig(model=str(base_model), data_path="-", output_dir="-")
-    adapters.register("served", lora_dirs[0], base_model, tokenizer, trained, "0" * 64, {})
+    adapters.register("served", lora_dir, base_model, tokenizer, trained, "0" * 64, {})
     adapters.set_active("served")
+    return adapters
+
+
+def test_a_run_starts_from_the_served_adapter_and_mixes_in_examples(
+        base_model: Path, tokenizer: object, lora_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    adapters = _served(base_model, tokenizer, lora_dirs[0], tmp_path)
     desk = TuningDesk(tmp_path / "tuning", adapters, "cpu")
     ds = _stored(desk, tmp_path, 40)
     mix = desk.add_dataset(tmp_path / "behaviour.jsonl").id
@@ -134,9 +140,39 @@ def test_a_run_starts_from_the_served_adapter_and_mixes_in_examples(
 
     alone = desk.submit(JobSpec(name="alone", dataset_id=ds, model=str(base_model)))
     assert any("may be lost" in w and "mix_dataset_id" in w for w in alone.spec.plan["warnings"])
+    assert alone.spec.plan["mixed"] == 0  # the served adapter carries no keep set
     fresh = desk.submit(JobSpec(name="fresh", dataset_id=ds, model=str(base_model),
                                 train={"init_adapter": ""}))
     assert fresh.spec.plan["stacked_on"] is None and not fresh.spec.plan["warnings"]
     with pytest.raises(InvalidConfig, match="init_adapter 'nope' is not a registered adapter"):
         desk.submit(JobSpec(name="x", dataset_id=ds, model=str(base_model),
                             train={"init_adapter": "nope"}))
+
+
+def test_a_run_on_an_adapter_with_a_keep_set_mixes_it_in_by_default(
+        base_model: Path, tokenizer: object, lora_dirs: tuple[Path, Path], tmp_path: Path) -> None:
+    from tuning.service import KEEP_SET
+
+    adapters = _served(base_model, tokenizer, lora_dirs[0], tmp_path)
+    keep = adapters.get("served").path / KEEP_SET
+    keep.write_text("".join(json.dumps({"messages": [
+        {"role": "user", "content": f"Passages ... question {i}?"},
+        {"role": "assistant", "content": f"{i} [1]"}]}) + "\n" for i in range(5)))
+    desk = TuningDesk(tmp_path / "tuning", adapters, "cpu")
+    ds = _stored(desk, tmp_path, 40)
+    job = desk.submit(JobSpec(name="kept", dataset_id=ds, model=str(base_model)))
+    plan = RunPlan(**job.spec.plan)
+    assert (plan.examples, plan.mixed) == (41, 5)  # 36 own + the whole keep set (a share of 0.15 wanted 6)
+    assert plan.keep_set == str(keep) and "5 of them mixed in from the keep set of served" in plan.line()
+    assert not any("may be lost" in w for w in plan.warnings)
+    config = JobExecutor(desk.store, desk.datasets, adapters, desk.runs_root,
+                         Hooks(load_model=lambda _: None)).config(job)
+    assert config.mix_path == str(keep) and config.init_adapter == plan.init_adapter
+
+    off = desk.submit(JobSpec(name="off", dataset_id=ds, model=str(base_model),
+                              train={"mix_share": 0}))
+    assert off.spec.plan["mixed"] == 0 and off.spec.plan["keep_set"] is None
+    assert any("may be lost" in w for w in off.spec.plan["warnings"])
+    fresh = desk.submit(JobSpec(name="fresh", dataset_id=ds, model=str(base_model),
+                                train={"init_adapter": ""}))
+    assert fresh.spec.plan["mixed"] == 0  # a fresh adapter has nothing to keep

@@ -51,6 +51,13 @@ def test_given_options_are_kept_and_not_replanned() -> None:
     assert "(assumed" in few.line() and "7 steps x 32 examples" in few.line()
 
 
+def test_the_batch_is_sized_to_the_jobs_own_examples_not_the_mixed_in_ones() -> None:
+    alone = plan_run([100] * 240, {}, "lora", tokens_per_s=1e6)
+    mixed = plan_run([100] * 240, {}, "lora", tokens_per_s=1e6, mixed=60)  # 180 of the job's own
+    assert alone.batch_size * alone.grad_accum == 8 and mixed.batch_size * mixed.grad_accum == 4
+    assert mixed.steps == 3 * 240 // 4  # three epochs of all 240, four at a step
+
+
 def test_a_larger_model_gets_a_smaller_lr() -> None:
     assert plan_run([100] * 50, {}, "lora", params=7_000_000_000).lr == 2e-4
 
@@ -69,9 +76,10 @@ def test_verdict_from_the_gate_or_the_loss() -> None:
     assert verdict({"train_loss": 2.0, "eval_loss": 0.3}, {}).startswith("behaviour probably took")
 
 
-def _loop(total: int, budget: float | None) -> Any:
+def _loop(total: int, budget: float | None, most: int | None = None) -> Any:
     notes: list[str] = []
-    return SimpleNamespace(total=total, budget_s=budget, config=SimpleNamespace(max_steps=total),
+    return SimpleNamespace(total=total, budget_s=budget,
+                           config=SimpleNamespace(max_steps=total, budget_max_steps=most),
                            state=SimpleNamespace(step=0, seconds=0.0), _rate_from=None,
                            log=SimpleNamespace(note=notes.append), notes=notes)
 
@@ -97,6 +105,16 @@ def test_a_run_fits_its_steps_to_the_budget_at_the_measured_speed() -> None:
     unbudgeted = _loop(total=60, budget=None)
     _steps(unbudgeted, *[80.0] * 5)
     assert unbudgeted.total == 60
+
+
+def test_a_plan_cut_at_an_assumed_speed_grows_back_when_the_measured_speed_affords_it() -> None:
+    plan = plan_run([300] * 180, {}, "lora", tokens_per_s=60.0)  # 3 epochs want 135 steps
+    assert plan.steps == int(600 * 60 / (4 * 300)) == 30 and plan.wanted_steps == 135
+    assert plan.overrides()["budget_max_steps"] == 135 and "30 steps (up to 135 if faster)" in plan.line()
+    loop = _loop(total=30, budget=600.0, most=135)
+    _steps(loop, 30.0, *[4.0] * 5)  # 4 s a step: 150 would fit, the data wants 135
+    assert loop.total == 135 and "30 -> 135 steps" in loop.notes[0]
+    assert plan_run([300] * 180, {}, "lora", tokens_per_s=1e6).wanted_steps is None  # nothing cut
 
 
 def test_workers_get_passive_openmp_threads_unless_told_otherwise() -> None:
