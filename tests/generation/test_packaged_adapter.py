@@ -66,3 +66,22 @@ def test_every_packaged_folder_is_a_generator_adapter_models_prepare_can_install
     assert folders
     for folder in folders:
         assert registry.install(folder) is not None, folder
+
+
+def test_its_keep_set_is_in_the_serving_layout_and_every_answer_is_copied(shipped: Path) -> None:
+    """The keep set mixed into tunes stacked on the adapter (tuning/service.py) must be what `ask`
+    shows the model today: the serving system prompt (rebuild it with `python -m bench.keep_set`
+    when the prompt changes) and answers copied from the passage they cite."""
+    import json
+    import re
+
+    from generation.grounding import SYSTEM
+
+    rows = [json.loads(line) for line in (shipped / "keep.jsonl").read_text().splitlines()]
+    assert len(rows) >= 50
+    for row in rows:
+        system, user, reply = (m["content"] for m in row["messages"])
+        assert system == SYSTEM and user.startswith("Passages:\n\n[1] ") and "\n\nQuestion: " in user
+        span, n = re.fullmatch(r"(.+) \[(\d+)\]", reply).groups()  # type: ignore[union-attr]
+        passage = user.split(f"\n\n[{n}] ", 1)[1].split("\n\n[", 1)[0]
+        assert span in passage, (span, passage)
