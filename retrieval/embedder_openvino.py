@@ -14,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,11 @@ class OpenVINOEncoder:
 
     Texts are sorted by length and encoded `batch_size` at a time, so a batch is padded to about
     its own length, not to the longest text of the call. Safe to call from several threads: each
-    call has its own infer request."""
+    call has its own infer request, and one batch runs at a time. Concurrent `infer` calls
+    deadlocked a server in the soak benchmark (two searches just after a restart: one thread held
+    the GIL waiting on a C++ static initialiser inside pyopenvino that the other held while waiting
+    for the GIL); a compiled model already uses every core for one batch, so running them one at a
+    time costs little."""
 
     def __init__(self, st_model: Any, model_dir: Path, cache_dir: Path,
                  threads: int | None = None) -> None:
@@ -137,6 +142,7 @@ class OpenVINOEncoder:
         self.compiled = core.compile_model(model, "CPU", config)
         self.tokenizer = batch_tokenizer(st_model.tokenizer, int(st_model.max_seq_length))
         self.normalize = type(st_model[-1]).__name__ == "Normalize"
+        self._infer_lock = threading.Lock()  # one batch in OpenVINO at a time (see the class)
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         request = self.compiled.create_infer_request()
@@ -155,7 +161,8 @@ class OpenVINOEncoder:
         arrays = {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
                   "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
                   "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64)}
-        hidden = request.infer({k: arrays[k] for k in self.inputs})[0]
+        with self._infer_lock:
+            hidden = request.infer({k: arrays[k] for k in self.inputs})[0]
         mask = arrays["attention_mask"][..., None].astype(np.float32)
         vecs = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
         if self.normalize:

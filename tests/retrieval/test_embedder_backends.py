@@ -86,3 +86,47 @@ def _fake_st_model(pooling: str) -> list[Any]:
     return [module("Transformer"), module("Pooling", {"pooling_mode": pooling}),
             module("Normalize")]
 
+
+
+def test_batches_from_several_threads_enter_openvino_one_at_a_time(
+        openvino_embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Concurrent `infer` calls deadlocked a server in the soak benchmark; searches and ingest
+    call the encoder from many threads, so its batches must reach OpenVINO one at a time."""
+    import threading
+    import time
+
+    encoder = openvino_embedder._openvino
+    assert encoder is not None
+    inside, most, guard = [0], [0], threading.Lock()
+    real = encoder.compiled.create_infer_request
+
+    class Counting:
+        def __init__(self) -> None:
+            self.request = real()
+
+        def infer(self, inputs: Any) -> Any:
+            with guard:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.02)  # long enough for another thread to arrive
+            try:
+                return self.request.infer(inputs)
+            finally:
+                with guard:
+                    inside[0] -= 1
+
+    monkeypatch.setattr(encoder, "compiled", type("C", (), {"create_infer_request": Counting})())
+    start = threading.Barrier(6)
+    results: list[Any] = [None] * 6
+
+    def search(i: int) -> None:
+        start.wait()
+        results[i] = openvino_embedder.embed_batch([f"question {i}"] * (i + 1))
+
+    threads = [threading.Thread(target=search, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not any(t.is_alive() for t in threads)
+    assert most[0] == 1 and all(r is not None and r.shape == (i + 1, 384) for i, r in enumerate(results))
