@@ -12,12 +12,16 @@ sample after warm-up (one search and one ask answered, 10 s settled) to the last
 the end of the load. Connection errors while the server is down are expected and counted apart; any
 other is a failure. The figures go to bench/results/soak.json (`--out`).
 
-Measured (2 shared CPU cores, `python -m bench.soak --minutes 10 --seed 1`): 2,438 requests (search
-1,392, upload 704, read 278, ask 31, tuning dataset/job/cancel 11 each), 0 HTTP 5xx, 11 connection
-errors while the server was down and 0 otherwise, 4 kills survived (healthy again in 2.5-3.4 s), 704
-documents accepted and checked, 0 lost, 0 half, 0 duplicated; 704 documents / 5,745 chunks over HTTP,
-in the docstore and in the index at shutdown; 11 tuning jobs, all cancelled; RSS growth per life
-+2.7 % to +6.2 % (1,344-1,396 MiB after warm-up).
+Measured (2 shared CPU cores, `python -m bench.soak --minutes 10 --seed 1`, 2026-12-02, with a
+fresh-clone CI run beside it): 3,034 requests (search 1,729, upload 880, read 351, ask 38, tuning
+dataset/job/cancel 12 each), 0 HTTP 5xx, 8 connection errors while the server was down and 0
+otherwise, 0 client timeouts, 4 kills survived (healthy again in 2 s), 880 documents accepted and
+checked, 0 lost, 0 half, 0 duplicated; 880 documents / 7,152 chunks over HTTP, in the docstore and in
+the index at shutdown; 12 tuning jobs, all cancelled; RSS growth per life +1.3 % to +7.7 %
+(1,503-1,693 MiB after warm-up). The run before it found a deadlock: two searches just after a
+restart entered OpenVINO together and the server hung for good (the soak's clients waited on their
+request timeouts); the encoder now runs one batch at a time (retrieval/embedder_openvino.py).
+(2026-11-28, before the OpenVINO embedder: 2,438 requests, 704 documents, the same zeros.)
 
     python -m bench.soak [--minutes 10] [--data-dir DIR] [--seed N] [--clients 4] [--kill-every 60 120]
 """
