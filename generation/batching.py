@@ -17,7 +17,7 @@ waiting request wants a different one, so no adapter starves).
 
 `supports_batching` says which models this works for: decoder-only models whose cache is plain
 attention keys and values (not recurrent state). Others are served one request at a time by
-`model.generate` (generation/generator.py).
+`model.generate` (generation/serial.py).
 """
 
 from __future__ import annotations

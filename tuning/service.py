@@ -181,23 +181,23 @@ class TuningDesk:
         if not lengths:
             return None
         rate, source = self.measured_rate(spec.model)
-        mixed = self._mixed(spec)
+        mix = self._mix_path(spec)
+        mixed = self._mixed(spec, mix)
         plan = plan_run(lengths, spec.train, spec.method, model_parameters(spec.model), rate, source,
                         mixed=mixed)
         stack = self._stack_on(spec)
         warnings = list(plan.warnings)
-        mix = self._mix_path(spec)
-        keep = mix if mix is not None and not spec.mix_dataset_id else None
         if stack and mix is None:
             warnings.append(f"this trains the served adapter {stack[0]} further on this data alone: "
                             "what it does now may be lost (kb_dev accuracy fell 0.10-0.27 in the "
                             "README's runs); mix some of its kind of examples in with mix_dataset_id")
+        keep = stack is not None and mix is not None and not spec.mix_dataset_id
         mix_from = (f"dataset {spec.mix_dataset_id}" if spec.mix_dataset_id
-                    else f"the keep set of {stack[0]}" if keep is not None and stack else None)
+                    else f"the keep set of {stack[0]}" if keep and stack else None)
         return dataclasses.replace(plan, mixed=mixed, mix_from=mix_from,
-                                   keep_set=str(keep) if keep is not None else None,
-                                   keep_share=KEEP_SHARE if keep is not None
-                                   and "mix_share" not in spec.train else None,
+                                   keep_set=str(mix) if keep else None,
+                                   keep_share=KEEP_SHARE if keep and "mix_share" not in spec.train
+                                   else None,
                                    stacked_on=stack[0] if stack else None,
                                    init_adapter=stack[1] if stack else None, warnings=warnings)
 
@@ -221,9 +221,9 @@ class TuningDesk:
         return float(spec.train.get("mix_share", DEFAULT_MIX_SHARE if spec.mix_dataset_id
                                     else KEEP_SHARE))
 
-    def _mixed(self, spec: JobSpec) -> int:
-        """How many examples `_mix_path` adds: mix_share of the training split, as many as it has."""
-        mix = self._mix_path(spec)
+    def _mixed(self, spec: JobSpec, mix: Path | None) -> int:
+        """How many examples of `mix` (`_mix_path`) are added: mix_share of the training split, as
+        many as it has."""
         if mix is None:
             return 0
         own = load_samples(self.datasets.path(spec.dataset_id), spec.train.get("format", "auto"),
