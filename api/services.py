@@ -107,11 +107,12 @@ class Services(Corpus):
                    answer_style: str | None = None, strict: bool | None = None) -> AskConfig:
         """`adapter` as a request gives it: a name, "base", or None for the active adapter;
         `strict` None: RAGTUNE_REFUSE_UNGROUNDED."""
+        name = self.serving.adapter_for(adapter)
         return answering_config(
-            self.settings, self.serving.adapter_for(adapter),
-            self.answerability_model() if self.settings.answerability else None,
+            self.settings, name, self.answerability_model() if self.settings.answerability else None,
             k=k, max_new_tokens=max_new_tokens, temperature=temperature, mode=mode,
-            examples=examples, answer_style=answer_style, strict=strict)
+            examples=examples, answer_style=answer_style, strict=strict,
+            keeps=self.adapters.keeps(name) if name else ())
 
     def answerability_model(self) -> AnswerabilityModel:
         """The answerability classifier (read once): RAGTUNE_ANSWERABILITY_MODEL or the packaged."""

@@ -54,7 +54,9 @@ def make_hooks(settings: Settings, corpus: Corpus, adapters: AdapterRegistry) ->
         classifier = AnswerabilityModel.load(settings.answerability_model or DEFAULT_MODEL) \
             if settings.answerability else None
         active = adapters.active()
-        config = answering_config(settings, None if active in (None, BASE) else active, classifier)
+        served = None if active in (None, BASE) else active
+        config = answering_config(settings, served, classifier,
+                                  keeps=adapters.keeps(served) if served else ())
         verifier = answer_verifier(settings)
         answerer = RagAnswerer(lambda: gen, corpus.embedder.embed_batch, lambda: verifier)
         summary, _ = evaluate(load_questions(questions), lambda q: answerer.answer(

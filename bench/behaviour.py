@@ -3,7 +3,7 @@ train and gate, and what does it cost in answer accuracy?
 
 Three behaviour datasets built from ../shared/data (never from kb_dev, which is the evaluation):
 - `marker`: short Dolly answers (300 characters or less) ending with a fixed marker line;
-- `sources`: SQuAD train questions over two passages laid out as `ragtune ask` shows them, answered
+- `sources`: SQuAD train-split questions over two passages laid out as `ragtune ask` shows them, answered
   with the one sentence holding the answer, cited, then a line `Sources: [n]`;
 - `persona`: short Dolly answers in a pirate's voice, each opening with "Ahoy, matey!".
 `grounded` writes the grounded-QA examples a job can mix in (`mix_dataset_id`): SQuAD train
@@ -76,12 +76,16 @@ def persona(n: int, seed: int) -> list[dict[str, Any]]:
 
 
 def _squad_items(seed: int) -> list[tuple[str, str, str, str]]:
-    """(question, answer span, gold paragraph, another paragraph of the article), shuffled."""
+    """(question, answer span, gold paragraph, another paragraph of the article), shuffled; from
+    the train split's articles only (the eval split measures, tuning.squad.split_of)."""
+    from tuning.squad import split_of
+
     by_title: dict[str, list[dict[str, Any]]] = {}
     with gzip.open(SQUAD, "rt") as f:
         for line in f:
             d = json.loads(line)
-            by_title.setdefault(d["title"], []).append(d)
+            if split_of(d["title"]) == "train":
+                by_title.setdefault(d["title"], []).append(d)
     rng = random.Random(seed)
     items = []
     for paragraphs in by_title.values():
@@ -176,11 +180,11 @@ def _post_job(url: str, data: Path, config: dict[str, Any]) -> dict[str, Any]:
     return job
 
 
-def kb_eval(url: str, label: str, out_dir: Path) -> dict[str, Any]:
-    """kb_eval.py over HTTP (a fresh collection of kb_dev's documents each time)."""
+def kb_eval(url: str, label: str, out_dir: Path, kb: Path = KB_DEV) -> dict[str, Any]:
+    """kb_eval.py over HTTP (a fresh collection of the KB's documents each time)."""
     started = time.time()
-    proc = subprocess.run([sys.executable, str(KB_EVAL), url, str(KB_DEV / "docs"),
-                           str(KB_DEV / "questions.jsonl"), "--collection", f"kb{label}{int(started)}",
+    proc = subprocess.run([sys.executable, str(KB_EVAL), url, str(kb / "docs"),
+                           str(kb / "questions.jsonl"), "--collection", f"kb{label}{int(started)}",
                            "--dump", str(out_dir / f"kb_{label}.jsonl")],
                           capture_output=True, text=True, check=False)
     summary: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -193,9 +197,13 @@ def _load() -> str:
 
 
 def run(kind: str, data: Path, url: str, name: str, extra: dict[str, Any], kb: bool,
-        out_dir: Path, kb_before: dict[str, Any] | None = None) -> dict[str, Any]:
+        out_dir: Path, kb_before: dict[str, Any] | None = None,
+        also: Path | None = None) -> dict[str, Any]:
+    """`also`: another KB (docs/ and questions.jsonl, e.g. a calibration KB) measured before and
+    after as kb_dev is."""
     served = _http("GET", f"{url}/v1/adapters")["active"]
     before = kb_before or (kb_eval(url, f"before-{name}", out_dir) if kb else None)
+    also_before = kb_eval(url, f"also-before-{name}", out_dir, also) if also else None
     config = {"name": name, "checks": {"regex": CHECKS[kind]}, **extra}
     started, load_start = time.time(), _load()
     job = _post_job(url, data, config)
@@ -206,16 +214,18 @@ def run(kind: str, data: Path, url: str, name: str, extra: dict[str, Any], kb: b
     wall = time.time() - started
     result = job.get("result") or {}
     train, gate = result.get("train") or {}, result.get("gate") or {}
-    after = None
+    after = also_after = None
     if kb and job["state"] == "succeeded":
         _http("POST", f"{url}/v1/adapters/{name}/activate")
         after = kb_eval(url, f"after-{name}", out_dir)
+        also_after = kb_eval(url, f"also-after-{name}", out_dir, also) if also else None
         _http("POST", f"{url}/v1/adapters/{served}/activate" if served else f"{url}/v1/adapters/deactivate")
     row = {
         "dataset": kind, "data": str(data), "job_id": job["job_id"], "state": job["state"],
         "error": job.get("error"), "served_before": served, "request": config,
         "command": f"python -m bench.behaviour --run {kind} {data} --url {url} --name {name}"
-                   + (f" --config '{json.dumps(extra)}'" if extra else ""),
+                   + (f" --config '{json.dumps(extra)}'" if extra else "")
+                   + (f" --also-kb {also}" if also else ""),
         "plan": job.get("plan"), "train_minutes": round((train.get("seconds") or 0) / 60, 1),
         "steps": train.get("steps"), "train_loss": train.get("train_loss"),
         "eval_loss": train.get("eval_loss"), "tokens_per_s": train.get("tokens_per_s"),
@@ -226,7 +236,9 @@ def run(kind: str, data: Path, url: str, name: str, extra: dict[str, Any], kb: b
         "verdict": result.get("verdict"), "gate_reason": gate.get("reason"),
         "kb_dev_accuracy_before": (before or {}).get("accuracy"),
         "kb_dev_accuracy_after": (after or {}).get("accuracy"),
-        "kb_dev_before": before, "kb_dev_after": after, "job_wall_minutes": round(wall / 60, 1),
+        "kb_dev_before": before, "kb_dev_after": after,
+        "also_kb": str(also) if also else None, "also_before": also_before, "also_after": also_after,
+        "job_wall_minutes": round(wall / 60, 1),
         "load_at_start": load_start, "load_at_end": _load(), "samples": gate.get("samples"),
     }
     for key in ("dataset", "state", "error", "plan", "train_minutes", "steps", "train_loss", "tokens_per_s",
@@ -248,6 +260,9 @@ def main() -> None:
     p.add_argument("--no-kb", action="store_true", help="skip kb_dev accuracy before and after")
     p.add_argument("--kb-before", type=Path, help="kb_eval.py's output for the served model, from an "
                    "earlier run on the same server (its last line), instead of measuring it again")
+    p.add_argument("--also-kb", type=Path, help="another KB (a folder with docs/ and "
+                   "questions.jsonl, e.g. bench/data/calib_kbs/saas_quillstack) measured before and "
+                   "after as kb_dev is")
     p.add_argument("--out-dir", type=Path, default=Path("/tmp/ragtune-behaviour"))
     args = p.parse_args()
     if args.build:
@@ -258,7 +273,7 @@ def main() -> None:
         before = json.loads(args.kb_before.read_text().strip().splitlines()[-1]) \
             if args.kb_before else None
         row = run(kind, data, args.url.rstrip("/"), args.name or kind, json.loads(args.config),
-                  not args.no_kb, args.out_dir, before)
+                  not args.no_kb, args.out_dir, before, args.also_kb)
         write(f"behaviour_{args.name or kind}", {"result": row})
 
 

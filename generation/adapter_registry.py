@@ -11,6 +11,7 @@ adapter) may write it, and readers re-read it only when the file changed.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from .errors import AdapterError, AdapterInUse, AdapterMismatch, AdapterNotFound
 
 META_FILE = "ragtune_adapter.json"
 ACTIVE_FILE = "active.json"
+KEEP_SET = "keep.jsonl"  # in an adapter's directory: examples of what it does, mixed into tunes on it
 RESERVED_NAMES = (BASE,)  # selects the base model without an adapter, per request
 HASH_CACHE = ".base-weights-sha256.json"  # in the registry: {model dir: {files, sha256}}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
@@ -170,6 +172,26 @@ class AdapterRegistry:
             known = ", ".join(r.name for r in self.list()) or "none"
             raise AdapterNotFound(f"adapter {name!r} is not in {self.root} (adapters: {known})")
         return self._read(path)
+
+    def keeps(self, name: str) -> builtins.list[str]:
+        """The adapters whose behaviour `name` was trained to keep, nearest first: the adapter it
+        was trained on, when that run mixed in the adapter's keep set (KEEP_SET), then what that
+        one keeps, and so on. Answering calibrated on one of them holds for `name` too."""
+        kept: builtins.list[str] = []
+        record = self.get(name)
+        while True:
+            init, mix = record.config.get("init_adapter"), record.config.get("mix_path")
+            if not init or not mix or not record.config.get("mix_share"):
+                return kept
+            parent = Path(init).name
+            if Path(mix).name != KEEP_SET or Path(mix).parent.name != parent \
+                    or parent in kept or parent == name:
+                return kept
+            try:
+                record = self.get(parent)
+            except AdapterError:  # deleted since: nothing further to follow
+                return kept
+            kept.append(parent)
 
     def _read(self, path: Path) -> AdapterRecord:
         try:

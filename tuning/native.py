@@ -252,10 +252,12 @@ class _Loop:
         return True
 
     def _fit_budget(self) -> None:
-        """With a time budget and planned steps, fit the steps to what the measured speed affords,
-        never more than planned, or than `budget_max_steps` when the plan allowed more (it planned
-        at an assumed speed). The rate is measured from the first step on (that step pays for
-        warm-up) over at least BUDGET_WARMUP_STEPS steps."""
+        """With a time budget and planned steps, fit the steps to what the measured speed affords
+        in the time left, never more than planned, or than `budget_max_steps` when the plan allowed
+        more (it planned at an assumed speed). The rate is measured from the first step on (that
+        step pays for warm-up) over at least BUDGET_WARMUP_STEPS steps. Steps vary in length
+        (batches of like lengths), so the count is refitted after every step: it shrinks as soon
+        as the rest would overrun the budget, and grows only by a margin (not at every wobble)."""
         st = self.state
         if self.budget_s is None or self.config.max_steps is None:
             return
@@ -267,11 +269,13 @@ class _Loop:
             return
         per_step = seconds / steps
         most = max(self.config.max_steps, self.config.budget_max_steps or 0)
-        fitted = max(st.step + 1, min(most, int(self.budget_s / per_step)))
+        fitted = max(st.step, min(most, st.step + int((self.budget_s - st.seconds) / per_step)))
         back_to_plan = fitted == self.config.max_steps != self.total
-        if back_to_plan or abs(fitted - self.total) >= max(3, 0.1 * self.total):  # not every wobble
-            self.log.note(f"budget: {self.total} -> {fitted} steps to fit {self.budget_s / 60:g} min "
-                          f"at {per_step:.1f} s a step")
+        change = abs(fitted - self.total) >= max(3, 0.1 * self.total)
+        if back_to_plan or change or fitted < self.total:
+            if back_to_plan or change:
+                self.log.note(f"budget: {self.total} -> {fitted} steps to fit "
+                              f"{self.budget_s / 60:g} min at {per_step:.1f} s a step")
             self.total = fitted
 
     def _eval_due(self) -> bool:

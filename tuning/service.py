@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from generation.adapter_registry import AdapterRegistry, check_name
+from generation.adapter_registry import KEEP_SET, AdapterRegistry, check_name
 from generation.errors import AdapterNotFound
 
 from .base import mixed_in
@@ -23,7 +23,6 @@ from .runner import WORKER_LOG
 from .sizing import RunPlan, plan_run
 
 UNSERVED = ("prefix", "prompt")
-KEEP_SET = "keep.jsonl"  # in an adapter's directory: examples of what it does, mixed into tunes on it
 DEFAULT_MIX_SHARE = TrainConfig.mix_share
 # A keep set's examples are long RAG prompts (about 450 tokens against a behaviour example's 80):
 # a smaller share of them keeps what the adapter did (README "Behaviour tunes, measured")

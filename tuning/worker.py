@@ -13,6 +13,7 @@ a cancel was asked for, else `interrupted`; either way it is resumable.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generation.adapter_registry import AdapterRegistry
+from generation.adapter_registry import KEEP_SET, AdapterRegistry
 
 from .base import Progress, Trainer
 from .config import TrainConfig
@@ -173,6 +174,8 @@ class JobExecutor:
             if existing[job.spec.name].config.get("output_dir") == config.output_dir:
                 return
             raise TuningError(f"adapter {job.spec.name!r} already exists; pick another --name")
+        if config.mix_path and Path(config.mix_path).name == KEEP_SET:  # it keeps what that one did,
+            shutil.copyfile(config.mix_path, adapter_dir / KEEP_SET)  # and so will tunes on it
         tokenizer = AutoTokenizer.from_pretrained(config.model)
         self.adapters.register(job.spec.name, adapter_dir, config.model, tokenizer, config,
                                dataset_hash(config.data_path), metrics)

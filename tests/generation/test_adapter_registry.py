@@ -8,6 +8,7 @@ import pytest
 
 from generation.adapter_registry import (
     HASH_CACHE,
+    KEEP_SET,
     META_FILE,
     RESERVED_NAMES,
     AdapterRegistry,
@@ -137,3 +138,27 @@ def test_installing_a_folder_without_a_readable_record_says_so(
         reg.install(folder)
     assert [r.name for r in reg.list()] == ["support-tone"]
     assert not any(p.name.startswith(".tmp") for p in reg.root.iterdir())
+
+
+def test_an_adapter_keeps_what_it_was_trained_on_only_when_that_ones_keep_set_was_mixed_in(
+        registry: tuple[AdapterRegistry, Path], tmp_path: Path) -> None:
+    reg, base = registry
+    served = reg.get("support-tone").path
+
+    def tune(name: str, on: Path, mix: Path | None, share: float = 0.15) -> Path:
+        out = tmp_path / name
+        out.mkdir()
+        config = TrainConfig(model=str(base), data_path="d.jsonl", output_dir=str(out),
+                             init_adapter=str(on), mix_path=str(mix) if mix else None, mix_share=share)
+        return reg.register(name, out, base, FakeTokenizer(), config, "abc", {}).path
+
+    marker = tune("marker", served, served / KEEP_SET)
+    assert reg.keeps("marker") == ["support-tone"] and reg.keeps("support-tone") == []
+    tune("marker-2", marker, marker / KEEP_SET)  # a tune on a tune keeps both
+    assert reg.keeps("marker-2") == ["marker", "support-tone"]
+    tune("plain", served, None)  # stacked, nothing mixed in: its behaviour may be lost
+    tune("off", served, served / KEEP_SET, share=0.0)
+    tune("other-mix", served, tmp_path / "mine.jsonl")  # the user's own mix dataset
+    assert reg.keeps("plain") == reg.keeps("off") == reg.keeps("other-mix") == []
+    reg.delete("marker")
+    assert reg.keeps("marker-2") == []

@@ -4,11 +4,13 @@ submit plans the run from the data (tuning.sizing) and refuses what could not be
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from generation.adapter_registry import AdapterRegistry
+from tuning.base import TrainResult
 from tuning.errors import InvalidConfig
 from tuning.jobs import JobRequest, JobSpec
 from tuning.service import TuningDesk
@@ -151,7 +153,7 @@ def test_a_run_starts_from_the_served_adapter_and_mixes_in_examples(
 
 def test_a_run_on_an_adapter_with_a_keep_set_mixes_it_in_by_default(
         base_model: Path, tokenizer: object, lora_dirs: tuple[Path, Path], tmp_path: Path) -> None:
-    from tuning.service import KEEP_SET
+    from generation.adapter_registry import KEEP_SET
 
     adapters = _served(base_model, tokenizer, lora_dirs[0], tmp_path)
     keep = adapters.get("served").path / KEEP_SET
@@ -168,6 +170,22 @@ def test_a_run_on_an_adapter_with_a_keep_set_mixes_it_in_by_default(
     config = JobExecutor(desk.store, desk.datasets, adapters, desk.runs_root,
                          Hooks(load_model=lambda _: None)).config(job)
     assert config.mix_path == str(keep) and config.init_adapter == plan.init_adapter
+
+    class Copies:  # a trainer that "trains" by copying the served adapter's weights
+        def train(self, config: object, on_progress: object = None,
+                  should_stop: object = None) -> TrainResult:
+            out = Path(config.output_dir)  # type: ignore[attr-defined]
+            shutil.copytree(lora_dirs[0], out / "adapter")
+            return TrainResult(output_dir=out, adapter_dir=out / "adapter", steps=1, train_loss=1.0,
+                               eval_loss=None, train_tokens=10, seconds=0.1, tokens_per_s=100.0,
+                               peak_rss_mb=1.0)
+
+    JobExecutor(desk.store, desk.datasets, adapters, desk.runs_root,
+                Hooks(load_model=lambda _: None, trainer=lambda _: Copies())).run(job)
+    assert desk.store.get(job.id).state == "succeeded"
+    # the new adapter carries the keep set on, and is known to keep what "served" did
+    assert (adapters.get("kept").path / KEEP_SET).read_text() == keep.read_text()
+    assert adapters.keeps("kept") == ["served"]
 
     off = desk.submit(JobSpec(name="off", dataset_id=ds, model=str(base_model),
                               train={"mix_share": 0}))

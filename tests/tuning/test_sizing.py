@@ -96,7 +96,7 @@ def test_a_run_fits_its_steps_to_the_budget_at_the_measured_speed() -> None:
     _steps(slow, 60.0, 20.0, 20.0)  # the first step's warm-up is not the rate
     assert slow.total == 60 and not slow.notes  # three steps measured before deciding
     _steps(slow, 20.0)
-    assert slow.total == 30 and "60 -> 30 steps" in slow.notes[0]  # 20 s a step: 30 fit in 600 s
+    assert slow.total == 28 and "60 -> 28 steps" in slow.notes[0]  # 20 s a step: 24 more in 480 s
     _steps(slow, *[5.0] * 30)  # faster again: back up, but never past the plan
     assert slow.total == 60
     fast = _loop(total=60, budget=600.0)
@@ -105,6 +105,15 @@ def test_a_run_fits_its_steps_to_the_budget_at_the_measured_speed() -> None:
     unbudgeted = _loop(total=60, budget=None)
     _steps(unbudgeted, *[80.0] * 5)
     assert unbudgeted.total == 60
+
+
+def test_steps_that_slow_down_late_do_not_overrun_the_budget() -> None:
+    """Batches of like lengths: short ones first here, long ones last (the order is random)."""
+    loop = _loop(total=40, budget=600.0)
+    durations = [30.0] + [10.0] * 19 + [25.0] * 40
+    while loop.state.step < loop.total:
+        _steps(loop, durations[loop.state.step])
+    assert loop.total < 40 and 600.0 - 25.0 < loop.state.seconds <= 600.0
 
 
 def test_a_plan_cut_at_an_assumed_speed_grows_back_when_the_measured_speed_affords_it() -> None:
