@@ -68,8 +68,8 @@ class Settings(BaseSettings):
     generator: str = Field("smollm2-135m-instruct", description="generator: a model name in "
                            "`ragtune models list`, a local Hugging Face model directory, or a hub id")
     quantization: Literal["auto", "nf4", "int8", "int4", "bf16", "fp32"] = Field(
-        "auto", description="how the generator is loaded; auto = nf4, except a model imported "
-                            "from an already-quantised GGUF on CPU, served de-quantised")
+        "auto", description="how the generator is loaded; auto = nf4, except on CPU: int4 for a "
+                            "model imported from a Q4_1 GGUF, de-quantised for another quantised GGUF")
     max_new_tokens: int = Field(128, ge=1, le=4096, description="default answer length cap")
     max_batch: int = Field(8, ge=0, le=256, description="answers decoded together (continuous "
                            "batching, generation/batching.py); 0 = one `generate` at a time")

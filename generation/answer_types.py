@@ -98,10 +98,74 @@ def head_phrase(question: str) -> tuple[str | None, list[str]]:
 
 
 def type_mismatch(question: str, answer: str) -> float:
-    """1.0 when the question asks for a number, a date or a name and the answer holds none."""
+    """1.0 when the question asks for a kind of thing (`asked_kind`) and the answer holds none."""
     return 1.0 if holds_kind(question, answer) is False else 0.0
 
 
+# Finer answer types (Li & Roth's DESC:reason, NUM:money, and contact details): asked for by
+# their own words, held by their own forms.
+_MONEY_NOUNS = frozenset("cost costs price prices fee fees fare fares charge charges salary salaries "
+                         "wage wages revenue revenues turnover budget income money funding profit "
+                         "profits rent tax taxes fine fines".split())
+_MONEY_VERBS = frozenset("cost costs charge charges charged pay pays paid earn earns earned spend "
+                         "spends spent raise raised sell sold gross grossed worth".split())
+_MONEY = re.compile(r"[£$€¥₹]|\b(?:pounds?|dollars?|euros?|pence|cents?|usd|gbp|eur|free|"
+                    r"no charge|no cost|\d+p)\b", re.IGNORECASE)
+_REASON = re.compile(r"\b(?:because|due to|owing to|as a result|result of|so that|in order to|"
+                     r"so as to|since|reasons?|caused|after|following|to (?:avoid|reduce|prevent|"
+                     r"improve|allow|enable|support|meet|comply|protect|keep|save|help|ensure|"
+                     r"make|give|cut|lower|free))\b", re.IGNORECASE)
+_PHONE = re.compile(r"\+?\(?\d[\d ().-]{5,}\d")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+_WEB = re.compile(r"https?://|\bwww\.|\b[\w-]+\.(?:com|org|net|io|co|uk|gov|edu|ai|app)\b",
+                  re.IGNORECASE)
+_FINE = {"phone": _PHONE, "email": _EMAIL, "web": _WEB, "money": _MONEY, "reason": _REASON}
+_FINE_NAMES = {"phone": "a telephone number", "email": "an email address", "web": "a web address",
+               "money": "an amount of money", "reason": "a reason"}
+
+
+def asked_kind(question: str) -> str | None:
+    """What kind of thing `question` asks for: a reason ("why"), a telephone number, an email
+    or web address, an amount of money ("how much does it cost", "what is the fee"), else
+    `head_phrase`'s number, date or name; None for no particular kind."""
+    lower = [w.lower() for w in words_of(question)]
+    if not lower:
+        return None
+    kind, focus = head_phrase(question)
+    if "why" in lower[:3] or lower[:4] == ["for", "what", "reason"] or focus[-1:] == ["reason"]:
+        return "reason"
+    joined = " ".join(lower)
+    if re.search(r"\b(?:tele)?phone numbers?\b|\bnumber to (?:call|ring)\b", joined):
+        return "phone"
+    if {"email", "e-mail"} & set(lower) and "address" in lower or focus[-1:] == ["email"]:
+        return "email"
+    if {"website", "url"} & set(lower) or "web address" in joined:
+        return "web"
+    if kind == "number" and focus[-1:] and focus[-1] in _MONEY_NOUNS:
+        return "money"
+    much = next((i for i in range(len(lower) - 2) if lower[i:i + 2] == ["how", "much"]), None)
+    if much is not None:  # "how much did it cost" asks for money; "how much paid leave", not
+        after = lower[much + 2]
+        if after in _MONEY_NOUNS or after in _AUX and _MONEY_VERBS & set(lower[much + 3:]):
+            return "money"
+    return kind
+
+
+def missing_kind(question: str, answer: str) -> str | None:
+    """What `question` asks for, in words, when it is one of the finer kinds (a reason, a
+    telephone number, an email or web address, an amount of money) and `answer` holds none of it;
+    else None. Such an answer answers another question: the answerability check refuses it."""
+    kind = asked_kind(question)
+    if kind not in _FINE or _FINE[kind].search(MARKER.sub(" ", answer)) is not None:
+        return None
+    return _FINE_NAMES[kind]
+
+
+# a year (not the digits after a thousands comma, a decimal point or a version's dot) or a
+# numeric date (12/03, 12/03/2024, 2024-03-12, 12.03.2024)
+_YEAR = re.compile(r"(?<![\d,.])\d{3,4}s?(?!\d|,\d{3}|\.\d)")
+_NUMERIC_DATE = re.compile(r"\b\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\b\d{4}-\d{2}(?:-\d{2})?\b|"
+                           r"\b\d{1,2}\.\d{1,2}\.\d{2,4}\b")
 _CLOCK = re.compile(r"\b\d{1,2}[:.]\d{2}\b|\b\d{1,2}\s?[ap]\.?m\b", re.IGNORECASE)
 _RELATIVE = re.compile(r"\b(?:after|within|before|until|by|in)\s+(?:\d[\d,.]*|[a-z]+)\s+"
                        r"(?:working\s+)?(?:minute|hour|day|week|month|year)s?\b", re.IGNORECASE)
@@ -110,18 +174,21 @@ _RELATIVE = re.compile(r"\b(?:after|within|before|until|by|in)\s+(?:\d[\d,.]*|[a
 def holds_kind(question: str, text: str) -> bool | None:
     """Whether `text` holds the kind of thing `question` asks for (a number, a date or time, a
     name); None when the question asks for no particular kind."""
-    kind, _ = head_phrase(question)
+    kind = asked_kind(question)
     if kind is None:
         return None
     text = MARKER.sub(" ", text)
+    if kind in _FINE:
+        return _FINE[kind].search(text) is not None
     words = words_of(text)
     lower = [w.lower() for w in words]
     if kind == "number":
         return any(any(c.isdigit() for c in w) for w in words) \
             or any(part in _NUMBER_WORDS for w in lower for part in w.split("-"))
     if kind == "date":  # a date, a clock time, or a time relative to an event ("after 90 days")
-        return any(re.fullmatch(r"\d{3,4}s?|\d{1,2}(st|nd|rd|th)|\d+[/.-]\d+([/.-]\d+)?", w)
-                   for w in lower) or any(w in _DATE_WORDS for w in lower) \
+        return _YEAR.search(text) is not None or _NUMERIC_DATE.search(text) is not None \
+            or any(re.fullmatch(r"\d{1,2}(st|nd|rd|th)", w) for w in lower) \
+            or any(w in _DATE_WORDS for w in lower) \
             or _CLOCK.search(text) is not None or _RELATIVE.search(text) is not None
     asked = {w.lower() for w in words_of(question)}
     return any(w[0].isupper() and w.lower() not in asked and w.lower() not in STOPWORDS

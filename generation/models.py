@@ -182,6 +182,7 @@ def _verify_tokenizer(out: Path, original: Any) -> None:
 
 # llama.cpp file types whose weights are not quantised: ALL_F32, MOSTLY_F16, MOSTLY_BF16
 UNQUANTISED_GGUF_TYPES = frozenset({0, 1, 32})
+Q4_1_GGUF_TYPE = 3  # MOSTLY_Q4_1: blocks of 32 with a scale and a minimum, int4's own layout
 
 
 def gguf_file_type(gguf: Path) -> int | None:
@@ -204,6 +205,12 @@ def is_prequantised(model_dir: Path) -> bool:
         return bool(meta["prequantised"])
     name = Path(str(meta.get("source", ""))).name
     return bool(re.search(r"(?i)[._-]i?q\d", name))
+
+
+def is_q4_1(model_dir: Path) -> bool:
+    """True when the directory was imported from a GGUF stored as Q4_1, whose blocks the int4
+    path (generation/int4.py) keeps exactly."""
+    return read_meta(model_dir).get("gguf_file_type") == Q4_1_GGUF_TYPE
 
 
 def _write_meta(out: Path, gguf: Path) -> None:

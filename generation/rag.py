@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from retrieval.types import Hit
 
 from .adapters import is_base
+from .answer_types import missing_kind
 from .answerability import AnswerabilityModel, features, verified
 from .errors import InvalidRequest
 from .generator import Generator, Messages, SamplingConfig
@@ -236,10 +237,12 @@ class RagAnswerer:
             feats.update(verified(question, shown, answer.answer, self.get_verifier()))
         score = round(model.score(feats), 4)
         stats = {**answer.stats, **{f"feature_{k}": v for k, v in feats.items()}}
-        if score >= model.threshold:
+        missing = missing_kind(question, answer.answer)
+        if score >= model.threshold and missing is None:
             return dataclasses.replace(answer, answerable_score=score, stats=stats)
-        refused = refusal(answer.passages, f"answerable_score {score:.3f} is under the "
-                                           f"threshold {model.threshold:g}")
+        why = (f"the question asks for {missing} and the answer holds none" if missing else
+               f"answerable_score {score:.3f} is under the threshold {model.threshold:g}")
+        refused = refusal(answer.passages, why)
         return dataclasses.replace(refused, answerable_score=score, stats=stats,
                                    adapter=answer.adapter)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from generation.answer_types import asked_kind, missing_kind
 from generation.answerability import (
     DEFAULT_MODEL,
     FEATURES,
@@ -71,6 +72,57 @@ def test_an_answer_under_the_threshold_is_refused(threshold: float, refused: boo
     assert (answer.answer == REFUSAL) is refused
     if refused:
         assert "answerable_score" in (answer.refusal_reason or "")
+
+
+def test_an_answer_without_the_kind_of_thing_asked_is_refused_whatever_it_scores() -> None:
+    gen = ScriptedGenerator(lambda _: "a replica of the grotto at Lourdes [1]")
+    config = AskConfig(answerability=_model(0.01), focus_sentences=0)
+    asked = RagAnswerer(lambda: gen).answer("Why is the Grotto a replica of the grotto at Lourdes?",
+                                            _hits(), config)
+    assert asked.refused and "asks for a reason" in (asked.refusal_reason or "")
+    what = RagAnswerer(lambda: gen).answer("What is the Grotto a replica of?", _hits(), config)
+    assert not what.refused  # no particular kind asked
+
+
+@pytest.mark.parametrize(("question", "kind"), [
+    ("Why did the council close the pool?", "reason"),
+    ("For what reason was the road closed?", "reason"),
+    ("What is the phone number for the help desk?", "phone"),
+    ("Which minimum phone operating system do the apps need?", None),
+    ("What is the email address of the Facilities Manager?", "email"),
+    ("What is the council's website?", "web"),
+    ("How much does a day's parking cost?", "money"),
+    ("What is the fee for a replacement card?", "money"),
+    ("What was the company's annual revenue in 2024?", "money"),
+    ("How much paid leave does a new parent get?", "number"),  # an amount of leave, not money
+    ("How much storage does the Team plan include?", "number"),
+    ("When was the office opened?", "date"),
+])
+def test_asked_kind_reads_the_finer_kinds(question: str, kind: str | None) -> None:
+    assert asked_kind(question) == kind
+
+
+def test_finer_kinds_are_held_by_their_own_forms() -> None:
+    assert missing_kind("Why was the editor removed?", "The editor was removed in version 6.9 [1].") \
+        == "a reason"
+    assert missing_kind("Why was the editor removed?", "It was removed because it was slow [1].") is None
+    assert missing_kind("What is the phone number for support?", "Call 0161 496 0000 [1].") is None
+    assert missing_kind("What is the phone number for support?", "Desks 45, opened 2020 [1].") \
+        == "a telephone number"
+    assert missing_kind("What is the email address of HR?", "Write to hr@example.com [1].") is None
+    assert missing_kind("What is the email address of HR?", "HR is on extension 2214 [1].") \
+        == "an email address"
+    assert missing_kind("What is the fee for a card?", "A card costs £5 [1].") is None
+    assert missing_kind("What is the fee for a card?", "Cards are issued in 5 days [1].") \
+        == "an amount of money"
+    assert missing_kind("When was it opened?", "It has 45 desks [1].") is None  # dates: the classifier's
+
+
+def test_a_year_is_not_the_digits_of_a_thousands_group_or_a_version() -> None:
+    assert type_mismatch("When will the bug be fixed?", "Tables over 2,000 rows are slow [1].") == 1.0
+    assert type_mismatch("When will the bug be fixed?", "It came in version 6.9 [1].") == 1.0
+    assert type_mismatch("When did it end?", "Until 1971, when Rawls wrote [1].") == 0.0
+    assert type_mismatch("When did it end?", "It ended on 12/03/2024 [1].") == 0.0
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:

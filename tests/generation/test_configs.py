@@ -163,6 +163,13 @@ def test_auto_quantization_does_not_requantise_a_quantised_gguf(tmp_path) -> Non
     plain_dir.mkdir()
     (gguf_dir / "ragtune_model.json").write_text(json.dumps(
         {"source": "/x/Model.Q4_1.gguf", "gguf_file_type": 3, "prequantised": True}))
+    from generation.int4 import is_int4_kernel_available
+
+    # a Q4_1 file keeps its own blocks on the int4 kernel; another quantised type is not re-quantised
+    assert resolve_quantization("auto", str(gguf_dir), "cpu")[0] == (
+        "int4" if is_int4_kernel_available() else "fp32")
+    (gguf_dir / "ragtune_model.json").write_text(json.dumps(
+        {"source": "/x/Model.Q4_K_M.gguf", "gguf_file_type": 15, "prequantised": True}))
     assert resolve_quantization("auto", str(gguf_dir), "cpu")[0] == "fp32"
     assert resolve_quantization("auto", str(plain_dir), "cpu")[0] == "nf4"
     assert resolve_quantization("auto", "some/hub-id", "cpu")[0] == "nf4"
