@@ -257,7 +257,7 @@ class BatchEngine:
     def submit(self, request: GenRequest) -> None:
         """Queue `request`; ServerBusy when the queue is full. Its tokens go to `request.emit`."""
         with self._cond:
-            free = max(0, self.max_batch - len(self._batch) - (self._admitting is not None))
+            free = max(0, self.max_batch - len(self._in_flight()))
             if len(self._queue) >= self.max_waiting + free:
                 raise ServerBusy(len(self._queue), self.retry_after_s())
             request.submitted = time.perf_counter()
@@ -290,8 +290,15 @@ class BatchEngine:
     @property
     def running(self) -> int:
         """Requests being prefilled or decoded (not yet ended)."""
-        rows = [*self._batch.rows, *([self._admitting] if self._admitting else [])]
-        return sum(not r.done.is_set() for r in rows)
+        return sum(not r.done.is_set() for r in self._in_flight())
+
+    def _in_flight(self) -> list[GenRequest]:
+        """The batch's rows and the request being prefilled, each once: a prefilled request joins
+        the batch (and may have streamed its first token) before it stops being the one admitted."""
+        admitting = self._admitting
+        rows = list(self._batch.rows)
+        return rows + ([admitting] if admitting is not None and all(admitting is not r for r in rows)
+                       else [])
 
     # -- the engine's thread ---------------------------------------------------------------
 

@@ -180,3 +180,21 @@ def test_a_failing_step_fails_its_rows_and_the_engine_goes_on(
         generate(batched, ASKS[0], SamplingConfig(max_new_tokens=4))
     monkeypatch.setattr(engine, "_step", real)
     assert generate(batched, ASKS[0], SamplingConfig(max_new_tokens=4))
+
+
+def test_a_request_that_joined_the_batch_while_still_being_admitted_counts_once() -> None:
+    """The prefill adds its row to the batch (and streams the first token) before the engine
+    stops calling it the admitted one: `running` and the free slots must not count it twice."""
+    from generation.batching import BatchEngine, GenRequest
+
+    engine = BatchEngine(model=None, select=lambda adapter: None, lock=threading.Lock(),  # type: ignore[arg-type]
+                         max_batch=2, waiting=0)
+    request = GenRequest(ids=[1], max_new_tokens=4, adapter=None, emit=lambda t: None,
+                         end=lambda: None)
+    engine._batch.rows.append(request)
+    engine._admitting = request
+    assert engine.running == 1
+    other = GenRequest(ids=[2], max_new_tokens=4, adapter=None, emit=lambda t: None, end=lambda: None)
+    engine._thread = threading.current_thread()  # no engine thread for this check
+    engine.submit(other)  # one slot of 2 is free: queued, not busy
+    assert engine.waiting == 1
