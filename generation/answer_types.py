@@ -161,6 +161,41 @@ def missing_kind(question: str, answer: str) -> str | None:
     return _FINE_NAMES[kind]
 
 
+_GENERIC_COUNTS = frozenset("people persons person times ones individuals things items".split())
+
+
+def counted(question: str) -> list[str]:
+    """What a "how many" question counts: the words after "how many" up to the verb (at most
+    three; "desks" in "How many desks are there ..."); none for a generic count ("how many
+    people", "how many times"), which any number may answer."""
+    lower = [w.lower() for w in words_of(question)]
+    at = next((i for i in range(len(lower) - 1) if lower[i:i + 2] == ["how", "many"]), None)
+    if at is None:
+        return []
+    words: list[str] = []
+    for w in lower[at + 2:]:
+        if w in _END or w in _AUX or len(words) == 3:
+            break
+        words.append(w)
+    return [] if not words or words[0] in _GENERIC_COUNTS else words
+
+
+def missing_counted(question: str, answer: str) -> str | None:
+    """What a "how many" question counts, when `answer` names none of it ("How many staff ...?"
+    answered with a line that counts desks); else None. Plural -s and hyphens are read through
+    ("28-bed" counts beds)."""
+    wanted = counted(question)
+    if not wanted:
+        return None
+    held = {_singular(part) for w in words_of(MARKER.sub(" ", answer))
+            for part in re.split(r"[-/]", w.lower()) if part}
+    return None if any(_singular(w) in held for w in wanted) else " ".join(wanted)
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
 # a year (not the digits after a thousands comma, a decimal point or a version's dot) or a
 # numeric date (12/03, 12/03/2024, 2024-03-12, 12.03.2024)
 _YEAR = re.compile(r"(?<![\d,.])\d{3,4}s?(?!\d|,\d{3}|\.\d)")

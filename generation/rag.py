@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from retrieval.types import Hit
 
 from .adapters import is_base
-from .answer_types import missing_kind
 from .answerability import AnswerabilityModel, features, verified
 from .errors import InvalidRequest
 from .generator import Generator, Messages, SamplingConfig
@@ -33,6 +32,7 @@ from .grounding import (
     unsupported_facts,
 )
 from .lines import Embed, first_piece, rank_lines, shorten
+from .qualifiers import context_of, mismatch
 from .spans import SpanConstraint
 from .verifier import Verifier
 
@@ -134,15 +134,22 @@ class RagAnswerer:
         self.embed = embed
         self.get_verifier = get_verifier
 
-    def stream(self, question: str, hits: Sequence[Hit],
-               config: AskConfig) -> Iterator[str | Answer]:
-        """Yields answer text pieces as they are generated, then one final `Answer`."""
+    def stream(self, question: str, hits: Sequence[Hit], config: AskConfig,
+               unknown: Sequence[str] = ()) -> Iterator[str | Answer]:
+        """Yields answer text pieces as they are generated, then one final `Answer`.
+
+        `unknown`: names of the question that the knowledge base never mentions
+        (`qualifiers.names_asked`, `Collection.unknown_words`); with the answerability check on,
+        the question is refused without asking the model."""
         passages = to_passages(hits)
         best = best_score(passages)
-        if best < config.min_score:
+        why = (f"no passage scored above {config.min_score:g} (best {best:.3f})"
+               if best < config.min_score else
+               f"the knowledge base never mentions {', '.join(map(repr, unknown))}"
+               if unknown and config.answerability is not None else None)
+        if why is not None:
             yield REFUSAL
-            early = refusal(passages, f"no passage scored above {config.min_score:g} "
-                                      f"(best {best:.3f})")
+            early = refusal(passages, why)
             early.stats["best_score"] = best
             yield early
             return
@@ -199,9 +206,10 @@ class RagAnswerer:
         return fit_passages(question, shown, generator.prompt_tokens, generator.context_length,
                             config.max_new_tokens, config.mode, config.examples)
 
-    def answer(self, question: str, hits: Sequence[Hit], config: AskConfig) -> Answer:
+    def answer(self, question: str, hits: Sequence[Hit], config: AskConfig,
+               unknown: Sequence[str] = ()) -> Answer:
         final = None
-        for item in self.stream(question, hits, config):
+        for item in self.stream(question, hits, config, unknown):
             if isinstance(item, Answer):
                 final = item
         assert final is not None
@@ -237,11 +245,13 @@ class RagAnswerer:
             feats.update(verified(question, shown, answer.answer, self.get_verifier()))
         score = round(model.score(feats), 4)
         stats = {**answer.stats, **{f"feature_{k}": v for k, v in feats.items()}}
-        missing = missing_kind(question, answer.answer)
-        if score >= model.threshold and missing is None:
+        cited = {p.doc_id for p in answer.citations}
+        why = mismatch(question, answer.answer,
+                       context_of([p for p in answer.passages if p.doc_id in cited]
+                                  or answer.passages))
+        if score >= model.threshold and why is None:
             return dataclasses.replace(answer, answerable_score=score, stats=stats)
-        why = (f"the question asks for {missing} and the answer holds none" if missing else
-               f"answerable_score {score:.3f} is under the threshold {model.threshold:g}")
+        why = why or f"answerable_score {score:.3f} is under the threshold {model.threshold:g}"
         refused = refusal(answer.passages, why)
         return dataclasses.replace(refused, answerable_score=score, stats=stats,
                                    adapter=answer.adapter)

@@ -38,6 +38,18 @@ def tokenize(text: str) -> list[str]:
     return out
 
 
+_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
+def _edits(term: str) -> set[str]:
+    """The strings one edit (deletion, transposition, substitution, insertion) from `term`."""
+    cuts = [(term[:i], term[i:]) for i in range(len(term) + 1)]
+    return ({a + b[1:] for a, b in cuts if b}
+            | {a + b[1] + b[0] + b[2:] for a, b in cuts if len(b) > 1}
+            | {a + c + b[1:] for a, b in cuts if b for c in _LETTERS}
+            | {a + c + b for a, b in cuts for c in _LETTERS})
+
+
 def phrase_key(text: str) -> str:
     """Text reduced to lower-case alphanumeric words joined by single spaces, for verbatim
     matching that ignores punctuation, case and line breaks."""
@@ -313,6 +325,27 @@ class BM25Index:
         rows, _, _ = self._postings(sorted(terms), np.zeros(len(terms)))
         held = np.bincount(rows, minlength=self.rows)
         return [i for i in ids if i in self.position and held[self.position[i]] == len(terms)]
+
+    def occurs(self, term: str) -> bool:
+        """Whether `term` (an indexed term, as `tokenize` makes them) is in a live chunk."""
+        col = self.vocab.get(term)
+        return col is not None and bool(self._df.view[col] > 0)
+
+    def unknown(self, words: Sequence[str]) -> list[str]:
+        """Those of `words` that no live chunk holds, not even misspelt: a word is known when each
+        of its terms is near one in a live chunk (`_near`: a letter left out, added, changed or
+        two swapped, as in "Isreal" or "Camyses")."""
+        return [w for w in words if not all(self._near(t) for t in tokenize(w))]
+
+    def _near(self, term: str) -> bool:
+        """`term` or, for 5 or more characters, a term one edit away, or two terms around one
+        letter (an accented letter splits a word in two: "Valéry" is indexed as "val", "ry")."""
+        if self.occurs(term):
+            return True
+        if len(term) < 5:
+            return False
+        return any(map(self.occurs, _edits(term))) or any(
+            self.occurs(term[:i]) and self.occurs(term[i + 1:]) for i in range(1, len(term) - 1))
 
     def lookup(self, scores: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         """The scores (from `score_all`) of these chunk ids, those indexed only."""

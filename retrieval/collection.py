@@ -288,6 +288,14 @@ class Collection:
             self.flush()
         return self._bm25
 
+    def unknown_words(self, words: list[str]) -> list[str]:
+        """Those of `words` that no chunk of the collection holds (`BM25Index.unknown`)."""
+        if not words:
+            return []
+        with self._lock:
+            self._refresh_if_changed()
+            return self._keyword_index().unknown(words)
+
     def chunk_refs(self) -> list[tuple[int, str]]:
         """(chunk id, doc id) of every chunk, in id order."""
         with self._lock:

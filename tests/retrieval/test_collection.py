@@ -179,3 +179,17 @@ def _chunks(embedder: FakeEmbedder, text: str):  # type: ignore[no-untyped-def]
     from retrieval.types import ChunkRecord
 
     return [ChunkRecord(text=text)], embedder.embed_batch([text])
+
+
+def test_unknown_words_are_those_no_chunk_holds(tmp_path: Path,
+                                                fake_embedder: FakeEmbedder) -> None:
+    coll = make_collection(tmp_path, fake_embedder)
+    report = pipeline(coll, fake_embedder).run(
+        [text_doc("a.txt", "The Team plan costs 11 pounds; P1 tickets get an answer in an hour."),
+         text_doc("b.txt", "Israel, Cambyses and Valéry in the Business plan.")])
+    words = ["Team", "Business", "P1", "P4", "Enterprise", "Isreal", "Camyses", "Valery", "plans",
+             "the"]
+    # misspelt names of 5 or more letters are known (one edit away); P4 and Enterprise are not
+    assert coll.unknown_words(words) == ["P4", "Enterprise"]
+    assert coll.delete_document(report.results[1].doc_id)
+    assert coll.unknown_words(["Business", "Team"]) == ["Business"]  # deleted with its document
