@@ -8,7 +8,7 @@ from generation.answer_types import missing_counted
 from generation.answerability import FEATURES, VERIFIED, AnswerabilityModel
 from generation.grounding import Passage
 from generation.qualifiers import context_of, missing_period, names_asked, periods
-from generation.rag import AskConfig, RagAnswerer
+from generation.rag import Answer, AskConfig, RagAnswerer
 from retrieval.types import Hit
 from tests.generation.fakes import ScriptedGenerator
 
@@ -63,14 +63,19 @@ def _hits(text: str) -> list[Hit]:
                 metadata={})]
 
 
+def _ask(question: str, said: str, hits: list[Hit]) -> Answer:
+    """The judged answer when the model says `said` over `hits`."""
+    gen = ScriptedGenerator(lambda _: said)
+    return RagAnswerer(lambda: gen).answer(question, hits, AskConfig(answerability=_model(),
+                                                                     focus_sentences=0))
+
+
 def test_an_answer_about_another_year_is_refused_whatever_it_scores() -> None:
-    gen = ScriptedGenerator(lambda _: "£4.1 million [1]")
-    config = AskConfig(answerability=_model(), focus_sentences=0)
     hits = _hits("Annual report\nRevenue in 2023 was £4.1 million.")
-    other = RagAnswerer(lambda: gen).answer("What was the revenue in 2024?", hits, config)
+    other = _ask("What was the revenue in 2024?", "£4.1 million [1]", hits)
     assert other.refused and "2024" in (other.refusal_reason or "")
     assert other.answerable_score is not None and other.answerable_score > 0.5
-    same = RagAnswerer(lambda: gen).answer("What was the revenue in 2023?", hits, config)
+    same = _ask("What was the revenue in 2023?", "£4.1 million [1]", hits)
     assert not same.refused and "4.1 million" in same.answer
 
 
@@ -116,25 +121,21 @@ def test_missing_counted(question: str, answer: str, missing: str | None) -> Non
 
 
 def test_an_answer_counting_something_else_is_refused() -> None:
-    gen = ScriptedGenerator(lambda _: "Desks 45 [1]")
-    config = AskConfig(answerability=_model(), focus_sentences=0)
     hits = _hits("Quay House\nDesks 45")
-    staff = RagAnswerer(lambda: gen).answer("How many staff work at Quay House?", hits, config)
+    staff = _ask("How many staff work at Quay House?", "Desks 45 [1]", hits)
     assert staff.refused and "how many staff" in (staff.refusal_reason or "")
-    desks = RagAnswerer(lambda: gen).answer("How many desks are at Quay House?", hits, config)
+    desks = _ask("How many desks are at Quay House?", "Desks 45 [1]", hits)
     assert not desks.refused
 
 
 def test_the_period_may_be_named_by_another_shown_passage_of_the_cited_document() -> None:
-    gen = ScriptedGenerator(lambda _: "£4.1 million [1]")
-    config = AskConfig(answerability=_model(), focus_sentences=0)
     hits = [Hit(chunk_id=1, doc_id="report", source="report.md", page=None,
                 text="Revenue was £4.1 million.", score=0.7, metadata={}),
             Hit(chunk_id=2, doc_id="report", source="report.md", page=None,
                 text="This report covers 2024.", score=0.6, metadata={}),
             Hit(chunk_id=3, doc_id="other", source="other.md", page=None,
                 text="Plans for 2025.", score=0.5, metadata={})]
-    same = RagAnswerer(lambda: gen).answer("What was the revenue in 2024?", hits, config)
+    same = _ask("What was the revenue in 2024?", "£4.1 million [1]", hits)
     assert not same.refused
-    other = RagAnswerer(lambda: gen).answer("What was the revenue in 2025?", hits, config)
+    other = _ask("What was the revenue in 2025?", "£4.1 million [1]", hits)
     assert other.refused and "2025" in (other.refusal_reason or "")  # another document names it
