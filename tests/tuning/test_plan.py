@@ -164,7 +164,7 @@ def test_a_run_on_an_adapter_with_a_keep_set_mixes_it_in_by_default(
     ds = _stored(desk, tmp_path, 40)
     job = desk.submit(JobSpec(name="kept", dataset_id=ds, model=str(base_model)))
     plan = RunPlan(**job.spec.plan)
-    assert (plan.examples, plan.mixed) == (41, 5)  # 36 own + the whole keep set (a share of 0.15 wanted 6)
+    assert (plan.examples, plan.mixed) == (41, 5)  # 36 own + the whole keep set (a share of 0.3 wanted 15)
     assert plan.keep_set == str(keep) and "5 of them mixed in from the keep set of served" in plan.line()
     assert not any("may be lost" in w for w in plan.warnings)
     config = JobExecutor(desk.store, desk.datasets, adapters, desk.runs_root,
