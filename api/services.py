@@ -146,7 +146,7 @@ class Services(Corpus):
     def unknown_names(self, name: str, question: str, config: AskConfig) -> list[str]:
         """The question's names that collection `name` never mentions, where the answerability
         check would refuse on them (generation/qualifiers.py)."""
-        if config.answerability is None:
+        if config.answerability is None or not config.answer_checks:
             return []
         return self.collection(name).unknown_words(names_asked(question))
 

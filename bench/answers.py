@@ -81,6 +81,7 @@ def main() -> None:
         "span_decoding": args.span, "answer_style": args.style}.items() if v is not None}
     if args.answerability is not None:
         changes["answerability"] = _answerability(args.answerability, svc)
+        changes["answer_checks"] = args.answerability != "observe"  # observe refuses nothing
     config = dataclasses.replace(config, **changes)
     questions = load_questions(args.kb / "questions.jsonl")[: args.limit]
     answers: list[Answer] = []

@@ -66,6 +66,10 @@ class AskConfig:
                 "words and the refusal sentence (generation/spans.py)"})
     answerability: AnswerabilityModel | None = field(default=None, metadata={
         "help": "refuse answers this classifier scores under its threshold; None = off"})
+    answer_checks: bool = field(default=True, metadata={
+        "help": "with the classifier on, also refuse answers to another question: a name the "
+                "collection never mentions, another period, a count or kind not asked for "
+                "(generation/qualifiers.py); off records the classifier's features only"})
     answer_style: str = field(default="span", metadata={
         "help": "span: the model's words | line: the whole sentence or table row holding the "
                 "answer, chosen with the model's answer (generation/lines.py)"})
@@ -146,7 +150,8 @@ class RagAnswerer:
         why = (f"no passage scored above {config.min_score:g} (best {best:.3f})"
                if best < config.min_score else
                f"the knowledge base never mentions {', '.join(map(repr, unknown))}"
-               if unknown and config.answerability is not None else None)
+               if unknown and config.answerability is not None and config.answer_checks
+               else None)
         if why is not None:
             yield REFUSAL
             early = refusal(passages, why)
@@ -182,7 +187,7 @@ class RagAnswerer:
         if constraint is not None:
             answer.stats.update(decode_stats(constraint))
         if config.answerability is not None and not answer.refused:
-            answer = self.judge(question, kept, answer, config.answerability)
+            answer = self.judge(question, kept, answer, config.answerability, config.answer_checks)
         answer.adapter = None if is_base(config.adapter) else config.adapter
         yield answer
 
@@ -235,8 +240,9 @@ class RagAnswerer:
         return line
 
     def judge(self, question: str, shown: list[Passage], answer: Answer,
-              model: AnswerabilityModel) -> Answer:
-        """Score the answer's answerability; refuse it when under the model's threshold."""
+              model: AnswerabilityModel, checks: bool = True) -> Answer:
+        """Score the answer's answerability; refuse it when under the model's threshold or, with
+        `checks`, when it answers another question (`qualifiers.mismatch`)."""
         feats = features(question, shown, answer.answer, answer.stats)
         if model.needs_verifier:
             if self.get_verifier is None:
@@ -248,7 +254,7 @@ class RagAnswerer:
         cited = {p.doc_id for p in answer.citations}
         why = mismatch(question, answer.answer,
                        context_of([p for p in answer.passages if p.doc_id in cited]
-                                  or answer.passages))
+                                  or answer.passages)) if checks else None
         if score >= model.threshold and why is None:
             return dataclasses.replace(answer, answerable_score=score, stats=stats)
         why = why or f"answerable_score {score:.3f} is under the threshold {model.threshold:g}"

@@ -139,3 +139,12 @@ def test_the_period_may_be_named_by_another_shown_passage_of_the_cited_document(
     assert not same.refused
     other = _ask("What was the revenue in 2025?", "£4.1 million [1]", hits)
     assert other.refused and "2025" in (other.refusal_reason or "")  # another document names it
+
+
+def test_without_answer_checks_only_the_classifier_refuses() -> None:
+    gen = ScriptedGenerator(lambda _: "£4.1 million [1]")
+    config = AskConfig(answerability=_model(), focus_sentences=0, answer_checks=False)
+    hits = _hits("Revenue in 2023 was £4.1 million.")
+    answer = RagAnswerer(lambda: gen).answer("What was the Enterprise revenue in 2024?", hits,
+                                             config, unknown=["Enterprise"])
+    assert not answer.refused and answer.answerable_score is not None
