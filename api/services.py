@@ -21,7 +21,6 @@ from generation.answerability import AnswerabilityModel
 from generation.eval_runs import EvalStore
 from generation.generator import Generator, Messages, SamplingConfig
 from generation.grounding import Example
-from generation.qualifiers import names_asked
 from generation.rag import Answer, AskConfig, RagAnswerer
 from generation.serving import ServingModel
 from generation.verifier import CrossEncoderVerifier
@@ -135,20 +134,13 @@ class Services(Corpus):
                    rerank: bool | None = None) -> Iterator[str | Answer]:
         hits = self.search(name, question, config.k, flt, rerank=rerank)
         return self.answerer(config).stream(question, hits, config,
-                                            self.unknown_names(name, question, config))
+                                            self.collection(name).unknown_words)
 
     def ask(self, name: str, question: str, config: AskConfig,
             flt: SearchFilter | None = None, rerank: bool | None = None) -> Answer:
         hits = self.search(name, question, config.k, flt, rerank=rerank)
         return self.answerer(config).answer(question, hits, config,
-                                            self.unknown_names(name, question, config))
-
-    def unknown_names(self, name: str, question: str, config: AskConfig) -> list[str]:
-        """The question's names that collection `name` never mentions, where the answerability
-        check would refuse on them (generation/qualifiers.py)."""
-        if config.answerability is None or not config.answer_checks:
-            return []
-        return self.collection(name).unknown_words(names_asked(question))
+                                            self.collection(name).unknown_words)
 
     def served_screen(self) -> ServedScreen:
         """The offensive-text screen (built once): RAGTUNE_SCREEN_CLASSIFIER or the packaged probe."""

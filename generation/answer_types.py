@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from .grounding import MARKER
+from .grounding import MARKER, stem
 
 # What a question asks for, by the answer-type classes of factoid QA (Li & Roth's NUM, DATE and
 # HUM:name): the head noun after the wh-word, or the wh-phrase itself.
@@ -187,13 +187,9 @@ def missing_counted(question: str, answer: str) -> str | None:
     wanted = counted(question)
     if not wanted:
         return None
-    held = {_singular(part) for w in words_of(MARKER.sub(" ", answer))
+    held = {stem(part) for w in words_of(MARKER.sub(" ", answer))
             for part in re.split(r"[-/]", w.lower()) if part}
-    return None if any(_singular(w) in held for w in wanted) else " ".join(wanted)
-
-
-def _singular(word: str) -> str:
-    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+    return None if any(stem(w) in held for w in wanted) else " ".join(wanted)
 
 
 # a year (not the digits after a thousands comma, a decimal point or a version's dot) or a

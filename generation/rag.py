@@ -32,11 +32,12 @@ from .grounding import (
     unsupported_facts,
 )
 from .lines import Embed, first_piece, rank_lines, shorten
-from .qualifiers import context_of, mismatch
+from .qualifiers import context_of, mismatch, names_asked
 from .spans import SpanConstraint
 from .verifier import Verifier
 
 ANSWER_STYLES = ("span", "line")
+UnknownWords = Callable[[list[str]], list[str]]  # which of these words no chunk holds
 
 
 @dataclass(frozen=True)
@@ -139,19 +140,21 @@ class RagAnswerer:
         self.get_verifier = get_verifier
 
     def stream(self, question: str, hits: Sequence[Hit], config: AskConfig,
-               unknown: Sequence[str] = ()) -> Iterator[str | Answer]:
+               unknown_words: UnknownWords | None = None) -> Iterator[str | Answer]:
         """Yields answer text pieces as they are generated, then one final `Answer`.
 
-        `unknown`: names of the question that the knowledge base never mentions
-        (`qualifiers.names_asked`, `Collection.unknown_words`); with the answerability check on,
-        the question is refused without asking the model."""
+        `unknown_words`: which of some words the knowledge base never mentions
+        (`Collection.unknown_words`); with the answer checks on, a question naming one
+        (`qualifiers.names_asked`) is refused without asking the model."""
         passages = to_passages(hits)
         best = best_score(passages)
-        why = (f"no passage scored above {config.min_score:g} (best {best:.3f})"
-               if best < config.min_score else
-               f"the knowledge base never mentions {', '.join(map(repr, unknown))}"
-               if unknown and config.answerability is not None and config.answer_checks
-               else None)
+        if best < config.min_score:
+            why: str | None = f"no passage scored above {config.min_score:g} (best {best:.3f})"
+        else:
+            unknown = (unknown_words(names_asked(question)) if unknown_words is not None
+                       and config.answerability is not None and config.answer_checks else [])
+            why = (f"the knowledge base never mentions {', '.join(map(repr, unknown))}"
+                   if unknown else None)
         if why is not None:
             yield REFUSAL
             early = refusal(passages, why)
@@ -212,9 +215,9 @@ class RagAnswerer:
                             config.max_new_tokens, config.mode, config.examples)
 
     def answer(self, question: str, hits: Sequence[Hit], config: AskConfig,
-               unknown: Sequence[str] = ()) -> Answer:
+               unknown_words: UnknownWords | None = None) -> Answer:
         final = None
-        for item in self.stream(question, hits, config, unknown):
+        for item in self.stream(question, hits, config, unknown_words):
             if isinstance(item, Answer):
                 final = item
         assert final is not None

@@ -93,17 +93,21 @@ def test_names_asked(question: str, names: list[str]) -> None:
     assert names_asked(question) == names
 
 
+def _never_enterprise(words: list[str]) -> list[str]:
+    return [w for w in words if w == "Enterprise"]
+
+
 def test_a_name_the_knowledge_base_never_mentions_is_refused_before_the_model_runs() -> None:
     gen = ScriptedGenerator(lambda _: "£4.1 million [1]")
     hits = _hits("Revenue in 2023 was £4.1 million.")
     judged = AskConfig(answerability=_model(), focus_sentences=0)
     refused = RagAnswerer(lambda: gen).answer("What is the Enterprise price?", hits, judged,
-                                              unknown=["Enterprise"])
+                                              unknown_words=_never_enterprise)
     assert refused.refused and "never mentions 'Enterprise'" in (refused.refusal_reason or "")
     assert not gen.calls
     # without the answerability check, the names are not judged
     plain = RagAnswerer(lambda: gen).answer("What is the Enterprise price?", hits,
-                                            AskConfig(focus_sentences=0), unknown=["Enterprise"])
+                                            AskConfig(focus_sentences=0), unknown_words=_never_enterprise)
     assert not plain.refused and gen.calls
 
 
@@ -146,5 +150,5 @@ def test_without_answer_checks_only_the_classifier_refuses() -> None:
     config = AskConfig(answerability=_model(), focus_sentences=0, answer_checks=False)
     hits = _hits("Revenue in 2023 was £4.1 million.")
     answer = RagAnswerer(lambda: gen).answer("What was the Enterprise revenue in 2024?", hits,
-                                             config, unknown=["Enterprise"])
+                                             config, unknown_words=_never_enterprise)
     assert not answer.refused and answer.answerable_score is not None
