@@ -338,14 +338,12 @@ class BM25Index:
         return [w for w in words if not all(self._near(t) for t in tokenize(w))]
 
     def _near(self, term: str) -> bool:
-        """`term` or, for 5 or more characters, a term one edit away, or two terms around one
-        letter (an accented letter splits a word in two: "Valéry" is indexed as "val", "ry")."""
+        """`term` or, for 5 or more characters, a term one edit away. (Two terms around one letter,
+        for an accented letter that splits a word, "Valéry" indexed as "val", "ry", read
+        "Enterprise" as "enter" + "rise": not done.)"""
         if self.occurs(term):
             return True
-        if len(term) < 5:
-            return False
-        return any(map(self.occurs, _edits(term))) or any(
-            self.occurs(term[:i]) and self.occurs(term[i + 1:]) for i in range(1, len(term) - 1))
+        return len(term) >= 5 and any(map(self.occurs, _edits(term)))
 
     def lookup(self, scores: np.ndarray, ids: Sequence[int]) -> dict[int, float]:
         """The scores (from `score_all`) of these chunk ids, those indexed only."""
